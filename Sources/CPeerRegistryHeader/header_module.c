@@ -1,0 +1,1 @@
+/* Exists so SwiftPM builds this module: the module is include/peer_registry.h. */

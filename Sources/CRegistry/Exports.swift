@@ -1,0 +1,2 @@
+import CPeerRegistryHeader
+import RegistryKit

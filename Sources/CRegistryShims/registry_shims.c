@@ -1,0 +1,49 @@
+#include "registry_shims.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static pthread_mutex_t tracked_lock = PTHREAD_MUTEX_INITIALIZER;
+static int *tracked = NULL;
+static int tracked_len = 0, tracked_cap = 0;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork() copies the table with the lock held by us (prepare), so the child sees a consistent
+ * table and can close every inherited descriptor before anything else runs. */
+static void on_prepare(void) { pthread_mutex_lock(&tracked_lock); }
+static void on_parent(void) { pthread_mutex_unlock(&tracked_lock); }
+static void on_child(void) {
+    for (int i = 0; i < tracked_len; i++) close(tracked[i]);
+    tracked_len = 0;
+    pthread_mutex_unlock(&tracked_lock);
+}
+static void install(void) { pthread_atfork(on_prepare, on_parent, on_child); }
+
+int prshim_track_fd(int fd) {
+    pthread_once(&atfork_once, install);
+    pthread_mutex_lock(&tracked_lock);
+    if (tracked_len == tracked_cap) {
+        int cap = tracked_cap ? tracked_cap * 2 : 64;
+        int *grown = realloc(tracked, (size_t)cap * sizeof *tracked);
+        if (!grown) { pthread_mutex_unlock(&tracked_lock); return -1; }
+        tracked = grown; tracked_cap = cap;
+    }
+    tracked[tracked_len++] = fd;
+    pthread_mutex_unlock(&tracked_lock);
+    return 0;
+}
+
+void prshim_untrack_fd(int fd) {
+    pthread_mutex_lock(&tracked_lock);
+    for (int i = 0; i < tracked_len; i++) {
+        if (tracked[i] == fd) { tracked[i] = tracked[--tracked_len]; break; }
+    }
+    pthread_mutex_unlock(&tracked_lock);
+}
+
+int prshim_tracked_count(void) {
+    pthread_mutex_lock(&tracked_lock);
+    int n = tracked_len;
+    pthread_mutex_unlock(&tracked_lock);
+    return n;
+}

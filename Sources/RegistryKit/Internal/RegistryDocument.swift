@@ -1,0 +1,88 @@
+/// The whole registry file, decoded: format v1 (docs/FORMAT.md).
+struct RegistryDocument: Sendable, Equatable {
+    var version: Int64 = 1
+    var generation: Int64 = 0
+    var servers: [ServerEntry] = []
+    /// Top-level fields this version does not know, kept as they were.
+    var extra = JSONObject()
+
+    /// Decodes and validates the file's bytes. Any problem is `.corrupt` naming the path and,
+    /// for parse errors, the line and column; oversized content is `.limit`.
+    static func decode(_ bytes: [UInt8], path: String, limits: RegistryLimits) throws(RegistryError) -> RegistryDocument {
+        guard bytes.count <= limits.maxFileBytes else {
+            throw RegistryError(.limit, "\(path) is \(bytes.count) bytes, over the limit of \(limits.maxFileBytes)")
+        }
+        let value: JSONValue
+        do throws(JSONParseError) {
+            value = try bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in try JSONParser.parse(buf, maxDepth: limits.maxDepth) }
+        } catch {
+            throw RegistryError(.corrupt, "\(path) is not valid JSON: \(error.description); run `peer-registry repair` to move it aside")
+        }
+        func corrupt(_ why: String) -> RegistryError {
+            RegistryError(.corrupt, "\(path): \(why); run `peer-registry repair` to move it aside")
+        }
+        guard case .object(let top) = value else { throw corrupt("the top level is not an object") }
+        var doc = RegistryDocument()
+        if let v = top["version"] {
+            guard let n = v.int64Value, n >= 1 else { throw corrupt("\"version\" is not a positive integer") }
+            doc.version = n
+        }
+        if let v = top["generation"] {
+            guard let n = v.int64Value, n >= 0 else { throw corrupt("\"generation\" is not a non-negative integer") }
+            doc.generation = n
+        }
+        let items: [JSONValue]
+        switch top["servers"] {
+        case nil, .null?: items = []
+        case .array(let a)?: items = a
+        default: throw corrupt("\"servers\" is not an array")
+        }
+        guard items.count <= limits.maxEntries else {
+            throw RegistryError(.limit, "\(path) has \(items.count) entries, over the limit of \(limits.maxEntries)")
+        }
+        doc.servers.reserveCapacity(items.count)
+        var ids = Set<String>()
+        for (i, item) in items.enumerated() {
+            guard case .object(let object) = item else { throw corrupt("servers[\(i)] is not an object") }
+            var entry: ServerEntry
+            do throws(RegistryError) {
+                entry = try ServerEntry(json: object, source: .file, limits: limits)
+            } catch {
+                if error.code == .limit { throw RegistryError(.limit, "\(path): servers[\(i)]: \(error.message)") }
+                throw corrupt("servers[\(i)]: \(error.message)")
+            }
+            if !ids.insert(entry.id).inserted {
+                // Two legacy entries for one port get distinct ids; a repeated real id is corrupt.
+                guard entry.isLegacy else { throw corrupt("servers[\(i)]: id \"\(entry.id)\" appears twice") }
+                var n = 2
+                while ids.contains("\(entry.id)-\(n)") { n += 1 }
+                entry.id = "\(entry.id)-\(n)"
+                ids.insert(entry.id)
+            }
+            doc.servers.append(entry)
+        }
+        for m in top.members where !["version", "generation", "servers"].contains(m.key) { doc.extra[m.key] = m.value }
+        return doc
+    }
+
+    /// The file's bytes: known fields first, one entry per line (readable, and cheap to write).
+    func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + servers.count * 384)
+        out.append(contentsOf: "{\n  \"version\": \(version),\n  \"generation\": \(generation),\n".utf8)
+        for m in extra.members {
+            out.append(contentsOf: "  ".utf8)
+            JSONWriter.writeString(m.key, into: &out)
+            out.append(contentsOf: ": ".utf8)
+            JSONWriter.write(m.value, into: &out)
+            out.append(contentsOf: ",\n".utf8)
+        }
+        out.append(contentsOf: "  \"servers\": [".utf8)
+        for (i, entry) in servers.enumerated() {
+            out.append(contentsOf: (i == 0 ? "\n    " : ",\n    ").utf8)
+            JSONWriter.write(.object(entry.jsonObject), into: &out)
+        }
+        out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)
+        return out
+    }
+}

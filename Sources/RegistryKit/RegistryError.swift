@@ -1,0 +1,54 @@
+/// The one error type RegistryKit throws: a code that maps one-to-one onto the C ABI's
+/// `PEERREG_*` result codes, and a message meant for a person (it names the file, the field,
+/// the holder's pid, or how to fix a permission problem).
+public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong; `rawValue` is the `PEERREG_*` code.
+    public enum Code: Int32, Sendable, CaseIterable {
+        /// Bad argument: malformed JSON, a field of the wrong type, an invalid id or URL.
+        case invalid = -1
+        /// No live entry with that id, or nothing resolves that name.
+        case notFound = -2
+        /// Another live registrant holds the id.
+        case exists = -3
+        /// The registry file does not parse or does not validate; the message has path and position.
+        case corrupt = -4
+        /// A system call failed; the message names it and errno.
+        case io = -5
+        /// Unsafe ownership, permissions, symlink or hard link; the message says how to fix it.
+        case permission = -6
+        /// The file lock was not obtained in time; the message names the holder's pid.
+        case timeout = -7
+        /// Several equally healthy servers declare the name; the message lists them.
+        case ambiguous = -8
+        /// A documented size limit was exceeded.
+        case limit = -9
+        /// The handle was closed (or was inherited across `fork()`).
+        case closed = -10
+
+        /// The C name of the code, e.g. `PEERREG_ENOTFOUND`.
+        public var name: String {
+            switch self {
+            case .invalid: "PEERREG_EINVAL"
+            case .notFound: "PEERREG_ENOTFOUND"
+            case .exists: "PEERREG_EEXISTS"
+            case .corrupt: "PEERREG_ECORRUPT"
+            case .io: "PEERREG_EIO"
+            case .permission: "PEERREG_EPERM"
+            case .timeout: "PEERREG_ETIMEOUT"
+            case .ambiguous: "PEERREG_EAMBIGUOUS"
+            case .limit: "PEERREG_ELIMIT"
+            case .closed: "PEERREG_ECLOSED"
+            }
+        }
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.name): \(message)" }
+}

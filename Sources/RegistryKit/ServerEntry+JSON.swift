@@ -1,0 +1,293 @@
+extension ServerEntry {
+    /// Where an entry object comes from: the rules for missing fields differ.
+    enum Source {
+        /// Read from the registry file: entries without `id` are legacy (`port-<port>`).
+        case file
+        /// Passed to `register`: `id` is required, `liveness` defaults to `lease`.
+        case input
+    }
+
+    static let knownKeys: Set<String> = [
+        "id", "name", "url", "port", "transport", "pid", "pidStartTime", "startedAt", "lastSeen", "liveness",
+        "ttlSeconds", "capabilities", "health", "requiresSession", "metadata",
+    ]
+
+    /// Decodes and validates one entry object. Every problem is `.invalid` (input) with the
+    /// field named; the caller turns it into `.corrupt` for the file.
+    init(json object: JSONObject, source: Source, limits: RegistryLimits) throws(RegistryError) {
+        func bad(_ field: String, _ why: String) -> RegistryError { RegistryError(.invalid, "field \"\(field)\": \(why)") }
+        func string(_ key: String) throws(RegistryError) -> String? {
+            guard let v = object[key], v != .null else { return nil }
+            guard case .string(let s) = v else { throw bad(key, "must be a string") }
+            guard s.utf8.count <= limits.maxStringBytes else {
+                throw RegistryError(.limit, "field \"\(key)\": \(s.utf8.count) bytes exceeds the limit of \(limits.maxStringBytes)")
+            }
+            guard !s.utf8.contains(0) else { throw bad(key, "must not contain NUL characters") }
+            return s
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int64>) throws(RegistryError) -> Int64? {
+            guard let v = object[key], v != .null else { return nil }
+            guard let n = v.int64Value else { throw bad(key, "must be an integer") }
+            guard range.contains(n) else { throw bad(key, "must be between \(range.lowerBound) and \(range.upperBound)") }
+            return n
+        }
+
+        var id = try string("id")
+        let url = try string("url")
+        let port = try integer("port", 0...65535).map(Int.init)
+        if let id {
+            guard ServerEntry.isValidID(id) else {
+                throw bad("id", "\"\(id.prefix(80))\" is not a valid id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)")
+            }
+        } else if source == .input {
+            throw bad("id", "is required")
+        }
+        self.init(id: id ?? "")
+        self.name = try string("name")
+        self.url = url
+        if let url { try ServerEntry.validateURL(url) }
+        self.port = port ?? url.flatMap(ServerEntry.port(fromURL:))
+        if id == nil {
+            guard let p = self.port else { throw bad("id", "missing, and no port to name the entry by") }
+            id = "port-\(p)"
+            self.id = id ?? ""
+            self.isLegacy = true
+        }
+        if let t = try string("transport") {
+            guard let transport = Transport(rawValue: t) else { throw bad("transport", "must be one of http, sse, ws, stdio") }
+            self.transport = transport
+        }
+        self.pid = try integer("pid", 1...Int64(Int32.max)).map { Int32($0) }
+        if let v = object["pidStartTime"], v != .null {
+            guard case .number(let literal) = v, let t = UInt64(literal) else { throw bad("pidStartTime", "must be a non-negative integer") }
+            self.pidStartTime = t
+        }
+        self.startedAt = try ServerEntry.timestamp(object["startedAt"], field: "startedAt", limits: limits)
+        self.lastSeen = try ServerEntry.timestamp(object["lastSeen"], field: "lastSeen", limits: limits)
+        if let l = try string("liveness") {
+            guard let liveness = Liveness(rawValue: l) else { throw bad("liveness", "must be one of lease, pid, ttl, none") }
+            self.liveness = liveness
+        } else if source == .input {
+            self.liveness = .lease
+        } else {
+            // Written by a tool that does not know liveness modes: judge it by its pid if it has one.
+            self.liveness = pid != nil ? .pid : .none
+        }
+        self.ttlSeconds = try integer("ttlSeconds", 1...86_400).map(Int.init)
+        if let v = object["requiresSession"], v != .null {
+            guard case .bool(let b) = v else { throw bad("requiresSession", "must be true or false") }
+            self.requiresSession = b
+        }
+        if let v = object["metadata"], v != .null { self.metadata = v }
+        if let v = object["capabilities"], v != .null {
+            guard case .object(let caps) = v else { throw bad("capabilities", "must be an object") }
+            self.capabilities = try Capabilities(json: caps, limits: limits)
+        }
+        if let v = object["health"], v != .null {
+            guard case .object(let h) = v else { throw bad("health", "must be an object") }
+            self.health = try Health(json: h, limits: limits)
+        }
+        var extra = JSONObject()
+        for m in object.members where !ServerEntry.knownKeys.contains(m.key) { extra[m.key] = m.value }
+        self.extra = extra
+        if source == .input, !extra.isEmpty {
+            try ServerEntry.checkStrings(in: .object(extra), field: "metadata", limits: limits)
+        }
+        if let metadata { try ServerEntry.checkStrings(in: metadata, field: "metadata", limits: limits) }
+    }
+
+    /// Strings nested in free-form JSON obey the same length limit as every other string.
+    private static func checkStrings(in value: JSONValue, field: String, limits: RegistryLimits) throws(RegistryError) {
+        switch value {
+        case .string(let s):
+            if s.utf8.count > limits.maxStringBytes {
+                throw RegistryError(.limit, "field \"\(field)\": a string of \(s.utf8.count) bytes exceeds the limit of \(limits.maxStringBytes)")
+            }
+        case .array(let items): for item in items { try checkStrings(in: item, field: field, limits: limits) }
+        case .object(let o):
+            for m in o.members {
+                try checkStrings(in: .string(m.key), field: field, limits: limits)
+                try checkStrings(in: m.value, field: field, limits: limits)
+            }
+        default: break
+        }
+    }
+
+    /// Timestamps are ISO 8601 strings; an older writer's epoch-milliseconds number is accepted
+    /// and converted.
+    private static func timestamp(_ v: JSONValue?, field: String, limits: RegistryLimits) throws(RegistryError) -> String? {
+        guard let v, v != .null else { return nil }
+        switch v {
+        case .string(let s):
+            guard Timestamp.parse(s) != nil else {
+                throw RegistryError(.invalid, "field \"\(field)\": \"\(s.prefix(64))\" is not an ISO 8601 date-time")
+            }
+            return s
+        case .number:
+            guard let ms = v.int64Value, ms >= 0, ms < 253_402_300_800_000 else {
+                throw RegistryError(.invalid, "field \"\(field)\": must be an ISO 8601 string or epoch milliseconds")
+            }
+            return Timestamp.format(millis: ms)
+        default:
+            throw RegistryError(.invalid, "field \"\(field)\": must be an ISO 8601 date-time string")
+        }
+    }
+
+    static func validateURL(_ url: String) throws(RegistryError) {
+        let u = Array(url.utf8)
+        guard let colon = u.firstIndex(of: UInt8(ascii: ":")), colon > 0,
+              u[0..<colon].allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E }),
+              u.allSatisfy({ $0 > 0x20 && $0 != 0x7F })
+        else {
+            throw RegistryError(.invalid, "field \"url\": \"\(url.prefix(80))\" is not a URL (scheme:rest, no spaces or control characters)")
+        }
+    }
+
+    /// The scheme of `url`, lowercased (`http`, `ws`, ...).
+    static func scheme(of url: String) -> String? {
+        guard let colon = url.firstIndex(of: ":") else { return nil }
+        return url[..<colon].lowercased()
+    }
+
+    /// The port in `scheme://host:port/...`, or the scheme's default.
+    static func port(fromURL url: String) -> Int? {
+        guard let scheme = scheme(of: url), let colon = url.firstIndex(of: ":"), url[colon...].hasPrefix("://") else { return nil }
+        let rest = url[url.index(colon, offsetBy: 3)...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostPort = authority.split(separator: "@").last ?? authority[...]
+        if let close = hostPort.lastIndex(of: "]") {  // [::1]:8080
+            let after = hostPort[hostPort.index(after: close)...]
+            if after.first == ":" { return Int(after.dropFirst()).flatMap { (1...65535).contains($0) ? $0 : nil } }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            return Int(hostPort[hostPort.index(after: colon)...]).flatMap { (1...65535).contains($0) ? $0 : nil }
+        }
+        switch scheme {
+        case "http", "ws": return 80
+        case "https", "wss": return 443
+        default: return nil
+        }
+    }
+
+    /// The transport a URL implies when none is given.
+    static func transport(fromURL url: String) -> Transport? {
+        switch scheme(of: url) {
+        case "http", "https": .http
+        case "ws", "wss": .ws
+        case "stdio": .stdio
+        default: nil
+        }
+    }
+
+    /// The entry as a JSON object, known fields first in a fixed order, then unknown ones as read.
+    var jsonObject: JSONObject {
+        var m: [JSONObject.Member] = []
+        m.reserveCapacity(16 + extra.count)
+        func add(_ k: String, _ v: JSONValue?) { if let v { m.append(.init(key: k, value: v)) } }
+        if !isLegacy { add("id", .string(id)) }
+        add("name", name.map(JSONValue.string))
+        add("url", url.map(JSONValue.string))
+        add("port", port.map { .int($0) })
+        add("transport", transport.map { .string($0.rawValue) })
+        add("pid", pid.map { .int($0) })
+        add("pidStartTime", pidStartTime.map { .int($0) })
+        add("startedAt", startedAt.map(JSONValue.string))
+        add("lastSeen", lastSeen.map(JSONValue.string))
+        if !isLegacy { add("liveness", .string(liveness.rawValue)) }
+        add("ttlSeconds", ttlSeconds.map { .int($0) })
+        let caps = capabilities
+        if !isLegacy || caps != Capabilities() { add("capabilities", .object(caps.jsonObject)) }
+        if !isLegacy || health != Health() { add("health", .object(health.jsonObject)) }
+        add("requiresSession", requiresSession.map(JSONValue.bool))
+        add("metadata", metadata)
+        m.append(contentsOf: extra.members)
+        return JSONObject(uncheckedMembers: m)
+    }
+
+    /// The entry as compact JSON text (what the C ABI hands out).
+    public var jsonText: String { JSONValue.object(jsonObject).jsonText }
+
+    /// Parses one entry object as `register` accepts it.
+    /// - Throws: `.invalid` for bad JSON or fields, `.limit` for oversized input.
+    public init(jsonText: String, limits: RegistryLimits = .default) throws(RegistryError) {
+        guard case .object(let object) = try JSONValue.parse(jsonText, limits: limits) else {
+            throw RegistryError(.invalid, "an entry must be a JSON object")
+        }
+        try self.init(json: object, source: .input, limits: limits)
+    }
+}
+
+extension Capabilities {
+    init(json object: JSONObject, limits: RegistryLimits) throws(RegistryError) {
+        func names(_ key: String) throws(RegistryError) -> [String] {
+            guard let v = object[key], v != .null else { return [] }
+            guard case .array(let items) = v else { throw RegistryError(.invalid, "field \"capabilities.\(key)\": must be an array of strings") }
+            guard items.count <= limits.maxCapabilities else {
+                throw RegistryError(.limit, "field \"capabilities.\(key)\": \(items.count) names exceeds the limit of \(limits.maxCapabilities)")
+            }
+            var out: [String] = []
+            out.reserveCapacity(items.count)
+            for item in items {
+                guard case .string(let s) = item, !s.isEmpty, !s.utf8.contains(0) else {
+                    throw RegistryError(.invalid, "field \"capabilities.\(key)\": every name must be a non-empty string")
+                }
+                guard s.utf8.count <= limits.maxCapabilityBytes else {
+                    throw RegistryError(.limit, "field \"capabilities.\(key)\": a name of \(s.utf8.count) bytes exceeds the limit of \(limits.maxCapabilityBytes)")
+                }
+                out.append(s)
+            }
+            return out
+        }
+        self.init(tools: try names("tools"), resources: try names("resources"), prompts: try names("prompts"))
+        var extra = JSONObject()
+        for m in object.members where !["tools", "resources", "prompts"].contains(m.key) { extra[m.key] = m.value }
+        self.extra = extra
+    }
+
+    var jsonObject: JSONObject {
+        var o = JSONObject(uncheckedMembers: [
+            .init(key: "tools", value: .array(tools.map(JSONValue.string))),
+            .init(key: "resources", value: .array(resources.map(JSONValue.string))),
+            .init(key: "prompts", value: .array(prompts.map(JSONValue.string))),
+        ])
+        for m in extra.members { o[m.key] = m.value }
+        return o
+    }
+}
+
+extension Health {
+    init(json object: JSONObject, limits: RegistryLimits) throws(RegistryError) {
+        self.init()
+        if let v = object["status"], v != .null {
+            guard case .string(let s) = v, let status = HealthStatus(name: s), s == status.name else {
+                throw RegistryError(.invalid, "field \"health.status\": must be one of HEALTHY, DEGRADED, DOWN, UNKNOWN")
+            }
+            self.status = status
+        }
+        if let v = object["message"], v != .null {
+            guard case .string(let s) = v else { throw RegistryError(.invalid, "field \"health.message\": must be a string") }
+            guard s.utf8.count <= limits.maxStringBytes else {
+                throw RegistryError(.limit, "field \"health.message\": \(s.utf8.count) bytes exceeds the limit of \(limits.maxStringBytes)")
+            }
+            self.message = s
+        }
+        if let v = object["lastCheck"], v != .null {
+            switch v {
+            case .string(let s) where Timestamp.parse(s) != nil: self.lastCheck = s
+            case .number where (v.int64Value ?? -1) >= 0 && (v.int64Value ?? 0) < 253_402_300_800_000:
+                self.lastCheck = Timestamp.format(millis: v.int64Value ?? 0)
+            default: throw RegistryError(.invalid, "field \"health.lastCheck\": must be an ISO 8601 date-time")
+            }
+        }
+        var extra = JSONObject()
+        for m in object.members where !["status", "message", "lastCheck"].contains(m.key) { extra[m.key] = m.value }
+        self.extra = extra
+    }
+
+    var jsonObject: JSONObject {
+        var o = JSONObject(uncheckedMembers: [.init(key: "status", value: .string(status.name))])
+        if let message { o[ "message"] = .string(message) }
+        if let lastCheck { o["lastCheck"] = .string(lastCheck) }
+        for m in extra.members { o[m.key] = m.value }
+        return o
+    }
+}

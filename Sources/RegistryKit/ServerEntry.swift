@@ -1,0 +1,148 @@
+/// How a server is reached.
+public enum Transport: String, Sendable, CaseIterable, Hashable {
+    case http, sse, ws, stdio
+}
+
+/// How the registry decides that an entry's server is still there (docs/FORMAT.md, "Liveness").
+public enum Liveness: String, Sendable, CaseIterable, Hashable {
+    /// The registrant holds `flock` on `leases/<id>.lease`; the kernel drops it when the process
+    /// dies, however it dies. The default for a process registering itself.
+    case lease
+    /// Alive while the process `pid` exists with the start time recorded at registration.
+    case pid
+    /// Alive while `lastSeen` is younger than `ttlSeconds`; the owner calls `heartbeat`.
+    case ttl
+    /// A static entry (e.g. a remote server); removed only by `unregister`.
+    case none
+}
+
+/// Health as reported by a server or found by a probe. Raw values are the C ABI's
+/// `PEERREG_UNKNOWN` ... `PEERREG_DOWN`.
+public enum HealthStatus: Int32, Sendable, CaseIterable, Hashable {
+    case unknown = 0, healthy = 1, degraded = 2, down = 3
+
+    /// The name written in the file: `HEALTHY`, `DEGRADED`, `DOWN`, `UNKNOWN`.
+    public var name: String {
+        switch self {
+        case .unknown: "UNKNOWN"
+        case .healthy: "HEALTHY"
+        case .degraded: "DEGRADED"
+        case .down: "DOWN"
+        }
+    }
+
+    /// Parses a file name (`"HEALTHY"`) — case-insensitively, so `healthy` works on a command line.
+    public init?(name: String) {
+        switch name.uppercased() {
+        case "UNKNOWN": self = .unknown
+        case "HEALTHY": self = .healthy
+        case "DEGRADED": self = .degraded
+        case "DOWN": self = .down
+        default: return nil
+        }
+    }
+
+    /// Resolution preference: lower is better; DOWN never resolves.
+    var preference: Int {
+        switch self {
+        case .healthy: 0
+        case .degraded: 1
+        case .unknown: 2
+        case .down: 3
+        }
+    }
+}
+
+/// The last health reported for a server.
+public struct Health: Sendable, Hashable {
+    public var status: HealthStatus
+    public var message: String?
+    /// When it was last reported or checked (ISO 8601, UTC).
+    public var lastCheck: String?
+    /// Fields this version does not know, kept as they were.
+    public var extra: JSONObject
+
+    public init(status: HealthStatus = .unknown, message: String? = nil, lastCheck: String? = nil) {
+        self.status = status
+        self.message = message
+        self.lastCheck = lastCheck
+        self.extra = JSONObject()
+    }
+}
+
+/// What a server declares it offers: tool names, resource URIs (or URI prefixes), prompt names.
+public struct Capabilities: Sendable, Hashable {
+    public var tools: [String]
+    public var resources: [String]
+    public var prompts: [String]
+    /// Fields this version does not know, kept as they were.
+    public var extra: JSONObject
+
+    public init(tools: [String] = [], resources: [String] = [], prompts: [String] = []) {
+        self.tools = tools
+        self.resources = resources
+        self.prompts = prompts
+        self.extra = JSONObject()
+    }
+}
+
+/// One server in the registry (docs/FORMAT.md). A value type: changing it changes nothing on
+/// disk until it is passed to `Registry.register`.
+public struct ServerEntry: Sendable, Hashable {
+    /// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`: it names a lease file and splits qualified names.
+    public var id: String
+    public var name: String?
+    public var url: String?
+    public var port: Int?
+    public var transport: Transport?
+    public var pid: Int32?
+    /// The start time of `pid` (Linux: `/proc/<pid>/stat` field 22, clock ticks since boot),
+    /// recorded at registration for `pid` liveness so a reused pid is not taken for the server.
+    public var pidStartTime: UInt64?
+    /// ISO 8601 UTC, e.g. `2026-11-21T09:30:00.000Z`.
+    public var startedAt: String?
+    /// ISO 8601 UTC; updated by `heartbeat`.
+    public var lastSeen: String?
+    public var liveness: Liveness
+    public var ttlSeconds: Int?
+    public var capabilities: Capabilities
+    public var health: Health
+    public var requiresSession: Bool?
+    /// Anything the registrant wants to publish (any JSON, within the limits).
+    public var metadata: JSONValue?
+    /// Fields this version does not know, kept as they were.
+    public var extra: JSONObject
+    /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
+    /// written back exactly as it was, without the derived id.
+    public internal(set) var isLegacy: Bool = false
+
+    public init(
+        id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
+        liveness: Liveness = .lease, ttlSeconds: Int? = nil, capabilities: Capabilities = Capabilities(),
+        health: Health = Health(), requiresSession: Bool? = nil, metadata: JSONValue? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.url = url
+        self.port = port
+        self.transport = transport
+        self.liveness = liveness
+        self.ttlSeconds = ttlSeconds
+        self.capabilities = capabilities
+        self.health = health
+        self.requiresSession = requiresSession
+        self.metadata = metadata
+        self.extra = JSONObject()
+    }
+
+    /// Whether `id` is a valid entry id.
+    public static func isValidID(_ id: String) -> Bool {
+        let u = id.utf8
+        guard let first = u.first, u.count <= 64, isAlnum(first) else { return false }
+        return u.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    private static func isAlnum(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+    }
+}

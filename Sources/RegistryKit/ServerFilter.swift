@@ -1,0 +1,89 @@
+/// Which live entries `Registry.list` returns. Every condition set must hold.
+public struct ServerFilter: Sendable, Hashable {
+    /// `true`: only HEALTHY entries; `false`: only entries that are not HEALTHY.
+    public var healthy: Bool?
+    /// Only entries with this health status.
+    public var status: HealthStatus?
+    public var transport: Transport?
+    /// Only entries declaring this tool.
+    public var tool: String?
+    /// Only entries declaring this resource, or a prefix of it.
+    public var resource: String?
+    /// Only entries declaring this prompt.
+    public var prompt: String?
+
+    public init(healthy: Bool? = nil, status: HealthStatus? = nil, transport: Transport? = nil,
+                tool: String? = nil, resource: String? = nil, prompt: String? = nil) {
+        self.healthy = healthy
+        self.status = status
+        self.transport = transport
+        self.tool = tool
+        self.resource = resource
+        self.prompt = prompt
+    }
+
+    /// Parses the C ABI's filter object (`{"healthy":true,"transport":"http","tool":"x"}`).
+    /// - Throws: `.invalid` for unknown keys or wrong types.
+    public init(jsonText: String, limits: RegistryLimits = .default) throws(RegistryError) {
+        guard case .object(let o) = try JSONValue.parse(jsonText, limits: limits) else {
+            throw RegistryError(.invalid, "a filter must be a JSON object")
+        }
+        self.init()
+        for m in o.members {
+            switch (m.key, m.value) {
+            case (_, .null): continue
+            case ("healthy", .bool(let b)): healthy = b
+            case ("status", .string(let s)):
+                guard let st = HealthStatus(name: s) else { throw RegistryError(.invalid, "filter \"status\": must be HEALTHY, DEGRADED, DOWN or UNKNOWN") }
+                status = st
+            case ("transport", .string(let s)):
+                guard let t = Transport(rawValue: s) else { throw RegistryError(.invalid, "filter \"transport\": must be http, sse, ws or stdio") }
+                transport = t
+            case ("tool", .string(let s)): tool = s
+            case ("resource", .string(let s)): resource = s
+            case ("prompt", .string(let s)): prompt = s
+            case ("healthy", _), ("status", _), ("transport", _), ("tool", _), ("resource", _), ("prompt", _):
+                throw RegistryError(.invalid, "filter \"\(m.key)\": wrong type")
+            default:
+                throw RegistryError(.invalid, "unknown filter key \"\(m.key.prefix(64))\" (known: healthy, status, transport, tool, resource, prompt)")
+            }
+        }
+    }
+
+    func matches(_ e: ServerEntry) -> Bool {
+        if let healthy, (e.health.status == .healthy) != healthy { return false }
+        if let status, e.health.status != status { return false }
+        if let transport, e.transport != transport { return false }
+        if let tool, !e.capabilities.tools.contains(tool) { return false }
+        if let prompt, !e.capabilities.prompts.contains(prompt) { return false }
+        if let resource, !e.capabilities.resources.contains(where: { resource.hasPrefix($0) }) { return false }
+        return true
+    }
+}
+
+/// What `Registry.list` returns: the live entries and the file generation they come from.
+public struct RegistryListing: Sendable, Hashable {
+    public var generation: Int64
+    public var servers: [ServerEntry]
+
+    /// `{"generation":N,"servers":[...]}`, as the C ABI hands it out.
+    public var jsonText: String {
+        JSONValue.object(JSONObject(uncheckedMembers: [
+            .init(key: "generation", value: .int(generation)),
+            .init(key: "servers", value: .array(servers.map { .object($0.jsonObject) })),
+        ])).jsonText
+    }
+}
+
+/// What kind of capability a name is resolved as.
+public enum CapabilityKind: Int32, Sendable, CaseIterable {
+    case tool = 1, resource = 2, prompt = 3
+
+    public var name: String {
+        switch self {
+        case .tool: "tool"
+        case .resource: "resource"
+        case .prompt: "prompt"
+        }
+    }
+}
