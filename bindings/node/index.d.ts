@@ -1,0 +1,216 @@
+// Types for peer-registry, the Node.js binding of libpeerregistry (include/peer_registry.h).
+
+import { EventEmitter } from 'node:events';
+
+export type Transport = 'http' | 'sse' | 'ws' | 'stdio';
+export type Liveness = 'lease' | 'pid' | 'ttl' | 'none';
+export type HealthStatus = 'HEALTHY' | 'DEGRADED' | 'DOWN' | 'UNKNOWN';
+
+export interface Capabilities {
+  tools?: string[];
+  resources?: string[];
+  prompts?: string[];
+  [key: string]: unknown;
+}
+
+export interface Health {
+  status: HealthStatus;
+  message?: string;
+  lastCheck?: string;
+  [key: string]: unknown;
+}
+
+/** One registry entry as stored (docs/FORMAT.md). Unknown fields are kept by the library. */
+export interface ServerEntry {
+  id: string;
+  url: string;
+  name?: string;
+  port?: number;
+  transport?: Transport;
+  pid?: number;
+  startedAt?: string;
+  lastSeen?: string;
+  liveness?: Liveness;
+  ttlSeconds?: number;
+  capabilities?: Capabilities;
+  health?: Health;
+  requiresSession?: boolean;
+  metadata?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** What register() accepts: `id` and `url` are required, the library fills in the rest. */
+export type NewServerEntry = Partial<ServerEntry> & { id: string; url: string };
+
+/** Filter for list(): every key given must match. Unknown keys are PEERREG_EINVAL. */
+export interface ListFilter {
+  healthy?: boolean;
+  status?: HealthStatus;
+  transport?: Transport;
+  tool?: string;
+  prompt?: string;
+  resource?: string;
+}
+
+export interface ListResult {
+  generation: number;
+  servers: ServerEntry[];
+}
+
+/** A watch event: a diff against the last state this watch saw. */
+export interface ChangeEvent {
+  generation: number;
+  added: ServerEntry[];
+  /** For removed entries, the last version seen. */
+  removed: ServerEntry[];
+  changed: ServerEntry[];
+}
+
+export type ErrorCodeName =
+  | 'PEERREG_EINVAL'
+  | 'PEERREG_ENOTFOUND'
+  | 'PEERREG_EEXISTS'
+  | 'PEERREG_ECORRUPT'
+  | 'PEERREG_EIO'
+  | 'PEERREG_EPERM'
+  | 'PEERREG_ETIMEOUT'
+  | 'PEERREG_EAMBIGUOUS'
+  | 'PEERREG_ELIMIT'
+  | 'PEERREG_ECLOSED'
+  | 'PEERREG_UNKNOWN_CODE';
+
+/** A failure reported by the library. */
+export class PeerRegistryError extends Error {
+  constructor(message: string, code: ErrorCodeName, errno: number);
+  /** The PEERREG_* name, e.g. 'PEERREG_ENOTFOUND'. */
+  code: ErrorCodeName;
+  /** The PEERREG_* value, e.g. -2 (codes.ENOTFOUND). */
+  errno: number;
+}
+
+export const codes: Readonly<{
+  OK: 0;
+  EINVAL: -1;
+  ENOTFOUND: -2;
+  EEXISTS: -3;
+  ECORRUPT: -4;
+  EIO: -5;
+  EPERM: -6;
+  ETIMEOUT: -7;
+  EAMBIGUOUS: -8;
+  ELIMIT: -9;
+  ECLOSED: -10;
+}>;
+export const kinds: Readonly<{ TOOL: 1; RESOURCE: 2; PROMPT: 3 }>;
+export const health: Readonly<{ UNKNOWN: 0; HEALTHY: 1; DEGRADED: 2; DOWN: 3 }>;
+
+/** The header version the addon was compiled against. */
+export const HEADER_VERSION: string;
+export const HEADER_VERSION_NUMBER: number;
+
+export interface OpenOptions {
+  /** The registry file. Default: $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json. */
+  path?: string;
+  /** The library file; see loadLibrary(). */
+  lib?: string;
+}
+
+export interface LibraryCandidate {
+  place: 'explicit path argument' | 'PEER_REGISTRY_LIB' | 'repository build' | 'system loader';
+  path: string;
+  configured?: boolean;
+}
+
+/**
+ * Loads libpeerregistry once per process and returns the real path loaded. Looks, in order,
+ * at: the explicit path, $PEER_REGISTRY_LIB, the repository's build/lib/libpeerregistry.so,
+ * the system loader (libpeerregistry.so.0). Throws an Error with code
+ * 'ERR_PEERREG_LIBRARY_NOT_FOUND' naming every place tried, or 'ERR_PEERREG_LIBRARY_CONFLICT'
+ * when another library file is already loaded.
+ */
+export function loadLibrary(path?: string): string;
+/** The real path of the loaded library, or null. */
+export function libraryPath(): string | null;
+export function libraryCandidates(explicitPath?: string): LibraryCandidate[];
+/** The library's version, e.g. "0.1.0". */
+export function version(): string;
+/** The library's version number: major*1000000 + minor*1000 + patch. */
+export function versionNumber(): number;
+/** The library's static name for a result code. */
+export function errstr(code: number): string;
+
+/**
+ * An open registry. Synchronous calls; writes are durable when they return.
+ * Closing unregisters the entries this handle registered with "lease" liveness; an unreachable
+ * handle is closed by its finalizer, so keep a reference while your entries should stay.
+ */
+export class Registry {
+  constructor(options?: string | OpenOptions);
+  /** The path given to the constructor (null: the library's default). */
+  readonly path: string | null;
+  readonly closed: boolean;
+  /** Idempotent. Later calls throw PEERREG_ECLOSED. */
+  close(): void;
+  /** Registers (or, for an id this handle registered, replaces) an entry; returns it as stored. */
+  register(entry: NewServerEntry | string): ServerEntry;
+  unregister(id: string): void;
+  /** Throws PEERREG_ENOTFOUND when there is no live entry `id`. */
+  get(id: string): ServerEntry;
+  list(filter?: ListFilter | string): ServerEntry[];
+  listWithGeneration(filter?: ListFilter | string): ListResult;
+  resolve(kind: number, name: string): ServerEntry;
+  resolveTool(name: string): ServerEntry;
+  resolveResource(uri: string): ServerEntry;
+  resolvePrompt(name: string): ServerEntry;
+  setHealth(id: string, status: HealthStatus | number, message?: string | null): void;
+  heartbeat(id: string): void;
+  /** Removes dead entries now; returns how many. */
+  prune(): number;
+  watch(): Watch;
+  [Symbol.dispose](): void;
+}
+
+/**
+ * Registry changes on the event loop (no threads). An open watch keeps the process alive;
+ * unref() lets it exit, close() stops the watch (idempotent).
+ */
+export class Watch extends EventEmitter {
+  /** Watches are made by Registry.watch(). */
+  private constructor();
+  readonly closed: boolean;
+  close(): void;
+  ref(): this;
+  unref(): this;
+  [Symbol.dispose](): void;
+
+  on(event: 'change', listener: (event: ChangeEvent) => void): this;
+  on(event: 'added' | 'removed' | 'changed', listener: (entry: ServerEntry, event: ChangeEvent) => void): this;
+  on(event: 'error', listener: (error: PeerRegistryError) => void): this;
+  on(event: 'close', listener: () => void): this;
+  once(event: 'change', listener: (event: ChangeEvent) => void): this;
+  once(event: 'added' | 'removed' | 'changed', listener: (entry: ServerEntry, event: ChangeEvent) => void): this;
+  once(event: 'error', listener: (error: PeerRegistryError) => void): this;
+  once(event: 'close', listener: () => void): this;
+}
+
+/** open(), open(path) or open({path, lib}). */
+export function open(options?: string | OpenOptions): Registry;
+
+declare const peerRegistry: {
+  open: typeof open;
+  Registry: typeof Registry;
+  Watch: typeof Watch;
+  PeerRegistryError: typeof PeerRegistryError;
+  loadLibrary: typeof loadLibrary;
+  libraryPath: typeof libraryPath;
+  libraryCandidates: typeof libraryCandidates;
+  version: typeof version;
+  versionNumber: typeof versionNumber;
+  errstr: typeof errstr;
+  codes: typeof codes;
+  kinds: typeof kinds;
+  health: typeof health;
+  HEADER_VERSION: string;
+  HEADER_VERSION_NUMBER: number;
+};
+export default peerRegistry;

@@ -1,0 +1,349 @@
+'use strict';
+// peer-registry for Node.js: a thin skin over libpeerregistry (include/peer_registry.h).
+// Everything that matters — locking, atomic writes, liveness, pruning, resolution, limits — is
+// the library's; this file only converts between JS values and the C ABI's JSON strings.
+
+const path = require('node:path');
+const fs = require('node:fs');
+const { EventEmitter } = require('node:events');
+
+const ADDON_PATH = path.join(__dirname, 'build', 'peer_registry.node');
+const REPO_LIBRARY = path.resolve(__dirname, '..', '..', 'build', 'lib', 'libpeerregistry.so');
+const SYSTEM_LIBRARY = 'libpeerregistry.so.0';
+
+function loadAddon() {
+  try {
+    return require(ADDON_PATH);
+  } catch (cause) {
+    const error = new Error(
+      `peer-registry: cannot load the native addon ${ADDON_PATH} (${cause.message}); ` +
+        `build it with ${path.join(__dirname, 'build.sh')}`,
+      { cause },
+    );
+    error.code = 'ERR_PEERREG_ADDON';
+    throw error;
+  }
+}
+
+const native = loadAddon();
+
+/** A failure reported by libpeerregistry: `.code` is the PEERREG_* name, `.errno` its value. */
+class PeerRegistryError extends Error {
+  constructor(message, code, errno) {
+    super(message);
+    this.name = 'PeerRegistryError';
+    this.code = code;
+    this.errno = errno;
+  }
+}
+native.init(PeerRegistryError);
+
+/** Result codes (PEERREG_*), e.g. codes.ENOTFOUND === -2. */
+const codes = Object.freeze({ ...native.codes });
+/** Capability kinds for resolve(). */
+const kinds = Object.freeze({ ...native.kinds });
+/** Health states for setHealth(). */
+const health = Object.freeze({ ...native.health });
+
+/**
+ * Where libpeerregistry is looked for, in order (the rule shared with the Python and Go
+ * bindings): the explicit path argument, $PEER_REGISTRY_LIB, this repository's
+ * build/lib/libpeerregistry.so, then the system loader (libpeerregistry.so.0).
+ */
+function libraryCandidates(explicitPath) {
+  const candidates = [];
+  if (explicitPath != null && explicitPath !== '') {
+    candidates.push({
+      place: 'explicit path argument',
+      path: path.resolve(String(explicitPath)),
+      configured: true,
+    });
+  }
+  const fromEnv = process.env.PEER_REGISTRY_LIB;
+  if (fromEnv) {
+    candidates.push({ place: 'PEER_REGISTRY_LIB', path: path.resolve(fromEnv), configured: true });
+  }
+  candidates.push({ place: 'repository build', path: REPO_LIBRARY });
+  candidates.push({ place: 'system loader', path: SYSTEM_LIBRARY });
+  return candidates;
+}
+
+function sameFile(a, b) {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Loads libpeerregistry (once per process) and returns the real path of the file loaded.
+ * With no argument, returns the already loaded library or searches the places above.
+ * Throws ERR_PEERREG_LIBRARY_NOT_FOUND, naming every place tried and why it failed, or
+ * ERR_PEERREG_LIBRARY_CONFLICT when a different library file is already loaded.
+ */
+function loadLibrary(libraryPath) {
+  const loaded = native.libraryPath();
+  if (loaded !== null) {
+    if (libraryPath != null && libraryPath !== '' && !sameFile(libraryPath, loaded)) {
+      const error = new Error(
+        `peer-registry: ${loaded} is already loaded in this process; ` +
+          `cannot also load ${path.resolve(String(libraryPath))}`,
+      );
+      error.code = 'ERR_PEERREG_LIBRARY_CONFLICT';
+      throw error;
+    }
+    return loaded;
+  }
+  const failures = [];
+  for (const candidate of libraryCandidates(libraryPath)) {
+    try {
+      const loadedPath = native.loadLibrary(candidate.path);
+      // A configured place that did not load is not silently skipped: say so, once.
+      for (const failure of failures.filter((f) => f.configured)) {
+        process.emitWarning(
+          `${failure.place} ${failure.path} did not load (${failure.reason}); ` +
+            `using ${loadedPath} (${candidate.place})`,
+          { code: 'PEERREG_LIBRARY_FALLBACK' },
+        );
+      }
+      return loadedPath;
+    } catch (error) {
+      if (error.code !== 'ERR_PEERREG_LIBRARY_LOAD') throw error;
+      failures.push({ ...candidate, reason: error.message });
+    }
+  }
+  const error = new Error(
+    'peer-registry: libpeerregistry not found. Tried:\n' +
+      failures.map((f) => `  - ${f.place}: ${f.path} (${f.reason})`).join('\n') +
+      '\nBuild it with `make lib`, or set PEER_REGISTRY_LIB to the library file.',
+  );
+  error.code = 'ERR_PEERREG_LIBRARY_NOT_FOUND';
+  error.tried = failures;
+  throw error;
+}
+
+/** The real path of the loaded library, or null before anything loaded it. */
+function libraryPath() {
+  return native.libraryPath();
+}
+
+/** The library's version string, e.g. "0.1.0" (loads the library if needed). */
+function version() {
+  loadLibrary();
+  return native.version();
+}
+
+/** The library's version number, major*1000000 + minor*1000 + patch. */
+function versionNumber() {
+  loadLibrary();
+  return native.versionNumber();
+}
+
+/** The library's static description of a result code. */
+function errstr(code) {
+  loadLibrary();
+  return native.errstr(code);
+}
+
+function jsonArgument(value) {
+  // Objects are serialised here; a string is passed through as JSON text as it is, and
+  // undefined/null become NULL — the library validates all three (PEERREG_EINVAL).
+  if (value !== null && typeof value === 'object') return JSON.stringify(value);
+  return value;
+}
+
+function healthStatus(status) {
+  if (typeof status === 'number') return status; // the library rejects unknown values
+  if (typeof status === 'string') {
+    const value = health[status.toUpperCase()];
+    if (value !== undefined) return value;
+  }
+  const error = new TypeError(
+    `The "status" argument must be one of ${Object.keys(health).join(', ')} or a number; ` +
+      `received ${typeof status === 'string' ? JSON.stringify(status) : typeof status}`,
+  );
+  error.code = 'ERR_INVALID_ARG_VALUE';
+  throw error;
+}
+
+/**
+ * One open registry (a peerreg_registry handle). Closing it unregisters every entry it
+ * registered with "lease" liveness. A handle that becomes unreachable without close() is
+ * closed by its finalizer — so keep a reference for as long as your entries should stay.
+ */
+class Registry {
+  /**
+   * @param {string | {path?: string, lib?: string}} [options] the registry file (default:
+   *   $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json), and optionally the library file.
+   */
+  constructor(options) {
+    const { path: registryPath, lib } =
+      options !== null && typeof options === 'object' ? options : { path: options };
+    loadLibrary(lib);
+    this._handle = native.open(registryPath ?? null);
+    this.path = registryPath ?? null;
+  }
+
+  /** Closes the handle (idempotent). Later calls throw PEERREG_ECLOSED. */
+  close() {
+    native.close(this._handle);
+  }
+
+  /** True once close() was called. */
+  get closed() {
+    return native.isClosed(this._handle);
+  }
+
+  /** Registers (or re-registers) one server; returns the entry as stored, defaults filled in. */
+  register(entry) {
+    return JSON.parse(native.register(this._handle, jsonArgument(entry)));
+  }
+
+  /** Removes the entry `id`. */
+  unregister(id) {
+    native.unregister(this._handle, id);
+  }
+
+  /** The live entry `id`; throws PEERREG_ENOTFOUND when missing or dead. */
+  get(id) {
+    return JSON.parse(native.get(this._handle, id));
+  }
+
+  /** The live entries, optionally filtered ({healthy, status, transport, tool, prompt, resource}). */
+  list(filter) {
+    return this.listWithGeneration(filter).servers;
+  }
+
+  /** The live entries together with the file generation they were read from. */
+  listWithGeneration(filter) {
+    return JSON.parse(native.list(this._handle, jsonArgument(filter)));
+  }
+
+  /** The server for `name` of capability `kind` (kinds.TOOL, kinds.RESOURCE, kinds.PROMPT). */
+  resolve(kind, name) {
+    return JSON.parse(native.resolve(this._handle, kind, name));
+  }
+
+  /** The server for a tool: "server.tool" (qualified) or "tool". */
+  resolveTool(name) {
+    return this.resolve(kinds.TOOL, name);
+  }
+
+  /** The server for a resource URI (exact declaration, else the longest declared prefix). */
+  resolveResource(uri) {
+    return this.resolve(kinds.RESOURCE, uri);
+  }
+
+  /** The server for a prompt: "server.prompt" (qualified) or "prompt". */
+  resolvePrompt(name) {
+    return this.resolve(kinds.PROMPT, name);
+  }
+
+  /** Records health: 'HEALTHY' | 'DEGRADED' | 'DOWN' | 'UNKNOWN' or a health.* number. */
+  setHealth(id, status, message) {
+    native.setHealth(this._handle, id, healthStatus(status), message ?? null);
+  }
+
+  /** Sets lastSeen of `id` to now (keeps "ttl" entries alive). */
+  heartbeat(id) {
+    native.heartbeat(this._handle, id);
+  }
+
+  /** Removes dead entries and orphaned leases now; returns how many entries were removed. */
+  prune() {
+    return native.prune(this._handle);
+  }
+
+  /** Starts watching for changes; see Watch. */
+  watch() {
+    return new Watch(this._handle);
+  }
+}
+
+if (typeof Symbol.dispose === 'symbol') {
+  Registry.prototype[Symbol.dispose] = Registry.prototype.close;
+}
+
+/**
+ * Changes to the registry, delivered on the event loop (libuv polls the library's watch fd).
+ * Events: 'change' (the whole event {generation, added, removed, changed}), then 'added',
+ * 'removed', 'changed' with one entry each (and the whole event as second argument), and
+ * 'error' (a PeerRegistryError). The first event is a change after watch(), not a replay.
+ * An open watch keeps the process alive, like a server; unref() lets the process exit
+ * anyway, and close() stops it for good.
+ */
+class Watch extends EventEmitter {
+  constructor(registryHandle) {
+    super();
+    this._handle = native.watchOpen(registryHandle, (error, json) => this._deliver(error, json));
+  }
+
+  _deliver(error, json) {
+    if (error) {
+      this.emit('error', error);
+      return;
+    }
+    const event = JSON.parse(json);
+    this.emit('change', event);
+    for (const kind of ['added', 'removed', 'changed']) {
+      for (const entry of event[kind] ?? []) {
+        if (this.closed) return;
+        this.emit(kind, entry, event);
+      }
+    }
+  }
+
+  /** Stops watching (idempotent): no more events, and the process is no longer held. */
+  close() {
+    if (this.closed) return;
+    native.watchClose(this._handle);
+    this.emit('close');
+  }
+
+  /** True once close() was called. */
+  get closed() {
+    return native.watchIsClosed(this._handle);
+  }
+
+  /** Lets the process exit while this watch is open (like timer.unref()). */
+  unref() {
+    native.watchRef(this._handle, false);
+    return this;
+  }
+
+  /** Undoes unref(): the open watch keeps the process alive again (the default). */
+  ref() {
+    native.watchRef(this._handle, true);
+    return this;
+  }
+}
+
+if (typeof Symbol.dispose === 'symbol') {
+  Watch.prototype[Symbol.dispose] = Watch.prototype.close;
+}
+
+/** Opens a registry: open(), open('/path/servers.json') or open({path, lib}). */
+function open(options) {
+  return new Registry(options);
+}
+
+module.exports = {
+  open,
+  Registry,
+  Watch,
+  PeerRegistryError,
+  loadLibrary,
+  libraryPath,
+  libraryCandidates,
+  version,
+  versionNumber,
+  errstr,
+  codes,
+  kinds,
+  health,
+  HEADER_VERSION: native.HEADER_VERSION,
+  HEADER_VERSION_NUMBER: native.HEADER_VERSION_NUMBER,
+};
+// `import peerRegistry from 'peer-registry'` and TypeScript's default import see the same object.
+module.exports.default = module.exports;

@@ -1,0 +1,25 @@
+// ESM entry point: the same module as index.js (one addon instance, one loaded library).
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const peerRegistry = require('./index.js');
+
+export const {
+  open,
+  Registry,
+  Watch,
+  PeerRegistryError,
+  loadLibrary,
+  libraryPath,
+  libraryCandidates,
+  version,
+  versionNumber,
+  errstr,
+  codes,
+  kinds,
+  health,
+  HEADER_VERSION,
+  HEADER_VERSION_NUMBER,
+} = peerRegistry;
+
+export default peerRegistry;
