@@ -1,0 +1,269 @@
+"""Finding, loading and declaring libpeerregistry (the C ABI in include/peer_registry.h).
+
+Lookup rule, shared with the Node and Go bindings:
+
+1. an explicit path (``load_library(path)`` or ``Registry(lib=path)``);
+2. else ``$PEER_REGISTRY_LIB``;
+3. else the repository's ``build/lib/libpeerregistry.so``, the repository being the nearest
+   directory above this file that contains ``include/peer_registry.h`` (a source checkout);
+4. else the system loader (``libpeerregistry.so.0``).
+
+A place that is given (1, 2) or exists (3) but cannot be loaded is an error, not a reason to
+fall through to another library: silently loading a different build hides mistakes. When
+nothing loads, :class:`LibraryNotFoundError` names every place tried and why it failed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, string_at
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from .errors import LibraryNotFoundError, RegistryError, error_for_code
+
+__all__ = ["Library", "load_library", "resolve_library", "LIB_ENV", "SYSTEM_NAME"]
+
+LIB_ENV = "PEER_REGISTRY_LIB"
+SYSTEM_NAME = "libpeerregistry.so.0"
+REPO_RELATIVE = os.path.join("build", "lib", "libpeerregistry.so")
+
+# PEERREG_VERSION_NUMBER of the header this binding was written against.
+HEADER_VERSION_NUMBER = 1000
+
+PEERREG_ETIMEOUT = -7
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+_VP = c_void_p
+_VPP = POINTER(c_void_p)
+
+# name: (restype, argtypes). Every pointer the library returns is declared c_void_p: a
+# c_char_p result would be converted to bytes and the pointer itself lost (leaked).
+_SIGNATURES = {
+    "peerreg_version": (_VP, []),
+    "peerreg_version_number": (c_int, []),
+    "peerreg_errstr": (_VP, [c_int]),
+    "peerreg_open": (c_int, [_VPP, c_char_p, _VPP]),
+    "peerreg_close": (None, [_VP]),
+    "peerreg_register": (c_int, [_VP, c_char_p, _VPP, _VPP]),
+    "peerreg_unregister": (c_int, [_VP, c_char_p, _VPP]),
+    "peerreg_set_health": (c_int, [_VP, c_char_p, c_int, c_char_p, _VPP]),
+    "peerreg_heartbeat": (c_int, [_VP, c_char_p, _VPP]),
+    "peerreg_prune": (c_int, [_VP, POINTER(c_int), _VPP]),
+    "peerreg_get": (c_int, [_VP, c_char_p, _VPP, _VPP]),
+    "peerreg_list": (c_int, [_VP, c_char_p, _VPP, _VPP]),
+    "peerreg_resolve": (c_int, [_VP, c_int, c_char_p, _VPP, _VPP]),
+    "peerreg_watch_open": (c_int, [_VPP, _VP, _VPP]),
+    "peerreg_watch_fd": (c_int, [_VP]),
+    "peerreg_watch_next": (c_int, [_VP, c_int, _VPP, _VPP]),
+    "peerreg_watch_close": (None, [_VP]),
+    "peerreg_free": (None, [_VP]),
+    "peerreg_error_code": (c_int, [_VP]),
+    "peerreg_error_message": (_VP, [_VP]),
+    "peerreg_error_free": (None, [_VP]),
+}
+
+
+class Library:
+    """A loaded libpeerregistry with its functions declared.
+
+    ``path`` is what was handed to the loader, ``source`` which lookup step found it
+    (``"argument"``, ``"PEER_REGISTRY_LIB"``, ``"repository"`` or ``"system"``).
+    The ctypes functions are attributes named as in the header (``lib.peerreg_get``).
+    """
+
+    path: str
+    source: str
+    version: str
+    version_number: int
+
+    def __init__(self, path: str, source: str) -> None:
+        self.path = path
+        self.source = source
+        # The library's own dependencies resolve as the loader normally would; only this
+        # one file is named explicitly.
+        self._cdll = ctypes.CDLL(path)
+        for name, (restype, argtypes) in _SIGNATURES.items():
+            try:
+                fn = getattr(self._cdll, name)
+            except AttributeError:
+                raise LibraryNotFoundError(
+                    f"{path} is not a usable libpeerregistry: it does not export {name}"
+                ) from None
+            fn.restype = restype
+            fn.argtypes = argtypes
+            setattr(self, name, fn)
+        self.version = string_at(self.peerreg_version()).decode("utf-8")
+        self.version_number = self.peerreg_version_number()
+        major, minor = _major_minor(self.version_number)
+        want_major, want_minor = _major_minor(HEADER_VERSION_NUMBER)
+        if major != want_major or minor < want_minor:
+            raise LibraryNotFoundError(
+                f"{path} is libpeerregistry {self.version} ({self.version_number}); this binding "
+                f"needs {want_major}.{want_minor}.x or a later {want_major}.x "
+                f"(header PEERREG_VERSION_NUMBER {HEADER_VERSION_NUMBER})"
+            )
+
+    # Declared for type checkers; set per instance from _SIGNATURES above.
+    peerreg_version: Any
+    peerreg_version_number: Any
+    peerreg_errstr: Any
+    peerreg_open: Any
+    peerreg_close: Any
+    peerreg_register: Any
+    peerreg_unregister: Any
+    peerreg_set_health: Any
+    peerreg_heartbeat: Any
+    peerreg_prune: Any
+    peerreg_get: Any
+    peerreg_list: Any
+    peerreg_resolve: Any
+    peerreg_watch_open: Any
+    peerreg_watch_fd: Any
+    peerreg_watch_next: Any
+    peerreg_watch_close: Any
+    peerreg_free: Any
+    peerreg_error_code: Any
+    peerreg_error_message: Any
+    peerreg_error_free: Any
+
+    def __repr__(self) -> str:
+        return f"<peer_registry.Library {self.version} from {self.path!r} ({self.source})>"
+
+    def errstr(self, code: int) -> str:
+        """The library's static name for a result code, e.g. ``"PEERREG_ENOTFOUND: not found"``."""
+        return string_at(self.peerreg_errstr(code)).decode("utf-8", "replace")
+
+    def error(self, rc: int, err: c_void_p) -> RegistryError:
+        """Turn a failed call's code and ``peerreg_error*`` into an exception; frees ``err``."""
+        message = ""
+        try:
+            if err.value:
+                text = self.peerreg_error_message(err)
+                if text:
+                    message = string_at(text).decode("utf-8", "replace")
+        finally:
+            self.peerreg_error_free(err)
+        return error_for_code(rc, message or self.errstr(rc))
+
+    def take_string(self, ptr: c_void_p) -> str:
+        """Copy out a string the library handed out, then free it with ``peerreg_free``."""
+        try:
+            if not ptr.value:
+                raise RegistryError(0, "libpeerregistry reported success but returned no string")
+            return string_at(ptr.value).decode("utf-8")
+        finally:
+            self.peerreg_free(ptr)
+
+    def call_string(self, fn: Any, *args: object) -> str:
+        """Call ``fn(*args, &out, &err)``; return ``out`` as text or raise the mapped error."""
+        out = c_void_p()
+        err = c_void_p()
+        rc = fn(*args, byref(out), byref(err))
+        if rc:
+            self.peerreg_free(out)  # NULL on failure by contract; freeing NULL is a no-op
+            raise self.error(rc, err)
+        return self.take_string(out)
+
+    def call(self, fn: Any, *args: object) -> None:
+        """Call ``fn(*args, &err)`` and raise the mapped error on failure."""
+        err = c_void_p()
+        rc = fn(*args, byref(err))
+        if rc:
+            raise self.error(rc, err)
+
+
+def _major_minor(version_number: int) -> Tuple[int, int]:
+    return version_number // 1_000_000, version_number // 1000 % 1000
+
+
+def _repository_root(start: Path) -> Optional[Path]:
+    for directory in start.parents:
+        if (directory / "include" / "peer_registry.h").is_file():
+            return directory
+    return None
+
+
+def _locate(explicit: Optional[StrPath]) -> Library:
+    """Apply the lookup rule (module docstring) and load the first place that applies."""
+    tried: List[str] = []
+
+    def fail(last: str) -> LibraryNotFoundError:
+        tried.append(last)
+        lines = "\n".join(f"  - {t}" for t in tried)
+        return LibraryNotFoundError(f"could not load libpeerregistry; tried:\n{lines}")
+
+    def load(path: str, source: str, label: str) -> Library:
+        try:
+            return _cached(path, source)
+        except LibraryNotFoundError as e:
+            raise fail(f"{label}: {e}") from None
+        except OSError as e:
+            raise fail(f"{label}: {path}: {e}") from None
+
+    if explicit is not None:
+        path = os.fspath(explicit)
+        return load(path, "argument", "explicit path argument")
+    tried.append("explicit path argument: none given")
+
+    env = os.environ.get(LIB_ENV)
+    if env:
+        return load(env, LIB_ENV, f"${LIB_ENV}")
+    tried.append(f"${LIB_ENV}: not set")
+
+    here = Path(__file__).resolve()
+    root = _repository_root(here)
+    if root is None:
+        tried.append(
+            f"repository build: no directory above {here.parent} contains include/peer_registry.h"
+        )
+    else:
+        candidate = root / REPO_RELATIVE
+        if candidate.is_file():
+            return load(str(candidate), "repository", "repository build")
+        tried.append(f"repository build: {candidate} does not exist (build it with `make lib`)")
+
+    return load(SYSTEM_NAME, "system", "system loader")
+
+
+_lock = threading.Lock()
+_loaded: Dict[str, Library] = {}
+_default: Optional[Library] = None
+
+
+def _cached(path: str, source: str) -> Library:
+    key = os.path.realpath(path) if os.sep in path else path
+    lib = _loaded.get(key)
+    if lib is None:
+        lib = Library(path, source)
+        _loaded[key] = lib
+    return lib
+
+
+def load_library(path: Optional[StrPath] = None) -> Library:
+    """Load libpeerregistry and make it the default for new :class:`Registry` objects.
+
+    With ``path``, load that file (and nothing else). Without, return the current default,
+    looking it up (``$PEER_REGISTRY_LIB``, the repository build, the system loader) the first
+    time. Raises :class:`LibraryNotFoundError` naming each place tried.
+    """
+    global _default
+    with _lock:
+        if path is None and _default is not None:
+            return _default
+        lib = _locate(path)
+        _default = lib
+        return lib
+
+
+def resolve_library(lib: Union[Library, StrPath, None]) -> Library:
+    """The library a Registry should use: a given Library, a given path, else the default."""
+    if isinstance(lib, Library):
+        return lib
+    if lib is None:
+        return load_library()
+    with _lock:
+        return _locate(lib)

@@ -1,0 +1,322 @@
+"""The Registry handle and the ``registered()`` context manager."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import threading
+from contextlib import contextmanager
+from ctypes import byref, c_int, c_void_p
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
+
+from ._lib import Library, StrPath, resolve_library
+from .errors import ClosedError, InvalidArgumentError, NotFoundError, RegistryError
+from .types import Health, Listing, ServerEntry
+from .watch import Watch
+
+__all__ = ["Registry", "registered", "HealthLike"]
+
+HealthLike = Union[Health, int, str]
+
+_TOOL, _RESOURCE, _PROMPT = 1, 2, 3
+
+
+def _text(value: str, what: str) -> bytes:
+    """A str argument as the NUL-terminated UTF-8 the C ABI takes."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if "\0" in value:
+        # ctypes would silently cut the string at the NUL and act on a different name.
+        raise InvalidArgumentError(-1, f"{what} contains a NUL character: {value!r}")
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(-1, f"{what} is not valid UTF-8: {e}") from None
+
+
+def _json(value: Any, what: str) -> bytes:
+    return _text(json.dumps(value, ensure_ascii=False, allow_nan=False), what)
+
+
+def _health_code(status: HealthLike) -> int:
+    if isinstance(status, str):
+        try:
+            return Health[status.upper()]
+        except KeyError:
+            names = ", ".join(h.name for h in Health)
+            raise InvalidArgumentError(
+                -1, f"unknown health status {status!r}; expected one of {names}"
+            ) from None
+    # Out-of-range ints go to the library, which rejects them with PEERREG_EINVAL.
+    return int(status)
+
+
+def _health_name(status: HealthLike) -> str:
+    if isinstance(status, str):
+        return status.upper()
+    return Health(status).name
+
+
+class Registry:
+    """A handle on one registry file (``peerreg_registry``).
+
+    ``path`` is the registry's JSON file (``None``: ``$PEER_REGISTRY_PATH``, else
+    ``~/.peer-plan/servers.json``); ``lib`` a :class:`Library`, a path to the shared library,
+    or ``None`` for the default lookup. A Registry may be shared between threads; library calls
+    run without the GIL. Closing it (``close()``, the end of a ``with`` block, or garbage
+    collection) unregisters every entry it registered with ``lease`` liveness.
+
+    Every method raises a :class:`RegistryError` subclass on failure, and
+    :class:`ClosedError` once the registry is closed.
+    """
+
+    def __init__(self, path: Optional[StrPath] = None, *, lib: Union[Library, StrPath, None] = None) -> None:
+        self._handle: Optional[int] = None
+        self.lib: Library = resolve_library(lib)
+        self.path: Optional[str] = None if path is None else os.fspath(path)
+        # Calls in flight, so that close() never frees a handle another thread is passing to
+        # the library (its address could be reused by a new handle).
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        handle = c_void_p()
+        path_arg = None if self.path is None else os.fsencode(self.path)
+        if path_arg is not None and b"\0" in path_arg:
+            raise InvalidArgumentError(-1, f"path contains a NUL character: {self.path!r}")
+        self.lib.call(self.lib.peerreg_open, byref(handle), path_arg)
+        if not handle.value:
+            raise RegistryError(0, "peerreg_open reported success but returned no handle")
+        self._handle = handle.value
+
+    # ---- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unregister this handle's lease entries and release it. Idempotent.
+
+        Waits for calls other threads have in flight on this handle to return.
+        """
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                return
+            self._handle = None
+            while self._busy:
+                self._idle.wait()
+        self.lib.peerreg_close(handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None:
+            self._handle = None
+            try:
+                self.lib.peerreg_close(handle)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else "open"
+        where = self.path if self.path is not None else "default path"
+        return f"<peer_registry.Registry {where!r} {state}>"
+
+    def _acquire(self) -> int:
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                raise ClosedError(-10, "the registry handle is closed")
+            self._busy += 1
+            return handle
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            if not self._busy and self._handle is None:
+                self._idle.notify_all()
+
+    def _string_call(self, fn: Any, *args: object) -> str:
+        handle = self._acquire()
+        try:
+            return self.lib.call_string(fn, handle, *args)
+        finally:
+            self._release()
+
+    def _call(self, fn: Any, *args: object) -> None:
+        handle = self._acquire()
+        try:
+            self.lib.call(fn, handle, *args)
+        finally:
+            self._release()
+
+    # ---- writing --------------------------------------------------------------------------
+
+    def register(self, entry: Mapping[str, Any]) -> ServerEntry:
+        """Register (or, if this handle registered the same id, replace) one server.
+
+        ``entry`` is an entry as in docs/FORMAT.md; ``id`` and ``url`` are required, the rest
+        defaults (liveness ``lease``, pid = this process, transport from the URL scheme...).
+        Returns the entry as stored. Durable when it returns. Raises
+        :class:`AlreadyExistsError` when another live registrant holds the id.
+        """
+        stored = self._string_call(self.lib.peerreg_register, _json(dict(entry), "entry"))
+        result: ServerEntry = json.loads(stored)
+        return result
+
+    def unregister(self, id: str) -> None:
+        """Remove entry ``id`` (any liveness). :class:`NotFoundError` when there is none."""
+        self._call(self.lib.peerreg_unregister, _text(id, "id"))
+
+    def set_health(self, id: str, status: HealthLike, message: Optional[str] = None) -> None:
+        """Record the health of ``id``: a :class:`Health`, its value, or its name (``"DOWN"``)."""
+        msg = None if message is None else _text(message, "message")
+        self._call(self.lib.peerreg_set_health, _text(id, "id"), _health_code(status), msg)
+
+    def heartbeat(self, id: str) -> None:
+        """Set ``lastSeen`` of ``id`` to now (keeps ``ttl`` entries alive)."""
+        self._call(self.lib.peerreg_heartbeat, _text(id, "id"))
+
+    def prune(self) -> int:
+        """Remove dead entries and orphaned lease files now; return how many entries went."""
+        removed = c_int(0)
+        self._call(self.lib.peerreg_prune, byref(removed))
+        return removed.value
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def get(self, id: str) -> ServerEntry:
+        """The live entry ``id``. :class:`NotFoundError` when missing or dead."""
+        result: ServerEntry = json.loads(self._string_call(self.lib.peerreg_get, _text(id, "id")))
+        return result
+
+    def list_with_generation(
+        self,
+        *,
+        healthy: Optional[bool] = None,
+        status: Optional[HealthLike] = None,
+        transport: Optional[str] = None,
+        tool: Optional[str] = None,
+        resource: Optional[str] = None,
+        prompt: Optional[str] = None,
+    ) -> Listing:
+        """The live entries matching every given filter, with the file generation read.
+
+        ``healthy``: health is (or is not) HEALTHY; ``status``: health equals this;
+        ``transport``: equals this; ``tool`` / ``prompt``: declared; ``resource``: a declared
+        resource is a prefix of (or equal to) this URI.
+        """
+        filters: Dict[str, Any] = {}
+        if healthy is not None:
+            filters["healthy"] = bool(healthy)
+        if status is not None:
+            filters["status"] = _health_name(status)
+        for key, value in (("transport", transport), ("tool", tool), ("resource", resource), ("prompt", prompt)):
+            if value is not None:
+                filters[key] = value
+        filter_arg = _json(filters, "filter") if filters else None
+        data = json.loads(self._string_call(self.lib.peerreg_list, filter_arg))
+        return Listing(data["generation"], data["servers"])
+
+    def list(
+        self,
+        *,
+        healthy: Optional[bool] = None,
+        status: Optional[HealthLike] = None,
+        transport: Optional[str] = None,
+        tool: Optional[str] = None,
+        resource: Optional[str] = None,
+        prompt: Optional[str] = None,
+    ) -> builtins.list[ServerEntry]:
+        """The live entries matching every given filter (see :meth:`list_with_generation`)."""
+        return self.list_with_generation(
+            healthy=healthy, status=status, transport=transport, tool=tool, resource=resource, prompt=prompt
+        ).servers
+
+    def _resolve(self, kind: int, name: str) -> ServerEntry:
+        result: ServerEntry = json.loads(
+            self._string_call(self.lib.peerreg_resolve, kind, _text(name, "name"))
+        )
+        return result
+
+    def resolve_tool(self, name: str) -> ServerEntry:
+        """The one live server for tool ``name`` (``"server.tool"`` is qualified).
+
+        :class:`AmbiguousError` when equally healthy servers declare it,
+        :class:`NotFoundError` when none (DOWN servers never resolve).
+        """
+        return self._resolve(_TOOL, name)
+
+    def resolve_resource(self, uri: str) -> ServerEntry:
+        """The live server declaring ``uri`` exactly, else the longest prefix of it."""
+        return self._resolve(_RESOURCE, uri)
+
+    def resolve_prompt(self, name: str) -> ServerEntry:
+        """The one live server for prompt ``name`` (same rules as :meth:`resolve_tool`)."""
+        return self._resolve(_PROMPT, name)
+
+    # ---- watching -------------------------------------------------------------------------
+
+    def watch(self) -> Watch:
+        """Open a :class:`Watch` on this registry; its first event is the first change."""
+        handle = self._acquire()
+        try:
+            out = c_void_p()
+            self.lib.call(self.lib.peerreg_watch_open, byref(out), handle)
+        finally:
+            self._release()
+        if not out.value:
+            raise RegistryError(0, "peerreg_watch_open reported success but returned no watch")
+        return Watch(self.lib, out.value)
+
+
+@contextmanager
+def registered(
+    entry: Optional[Mapping[str, Any]] = None,
+    /,
+    *,
+    registry: Optional[Registry] = None,
+    path: Optional[StrPath] = None,
+    lib: Union[Library, StrPath, None] = None,
+    tools: Optional[Sequence[str]] = None,
+    resources: Optional[Sequence[str]] = None,
+    prompts: Optional[Sequence[str]] = None,
+    **fields: Any,
+) -> Iterator[ServerEntry]:
+    """Register a server for the duration of a ``with`` block; yield the stored entry.
+
+    The entry is ``entry`` updated with ``fields`` (JSON names: ``id``, ``url``, ``name``,
+    ``transport``, ``liveness``, ``ttlSeconds``, ``metadata``...); ``tools``, ``resources`` and
+    ``prompts`` fill ``capabilities``. Uses ``registry`` if given, else opens one on ``path``
+    (closed at the end). The entry is unregistered when the block ends, also on an exception.
+    """
+    data: Dict[str, Any] = dict(entry or {})
+    data.update(fields)
+    if tools is not None or resources is not None or prompts is not None:
+        capabilities = dict(data.get("capabilities") or {})
+        for key, values in (("tools", tools), ("resources", resources), ("prompts", prompts)):
+            if values is not None:
+                capabilities[key] = builtins.list(values)
+        data["capabilities"] = capabilities
+
+    owned = registry is None
+    reg = Registry(path, lib=lib) if registry is None else registry
+    try:
+        stored = reg.register(data)
+        try:
+            yield stored
+        finally:
+            try:
+                reg.unregister(stored["id"])
+            except NotFoundError:
+                pass  # already unregistered inside the block
+    finally:
+        if owned:
+            reg.close()

@@ -1,0 +1,182 @@
+"""Loading the library: version agreement with the header, error codes, the lookup rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+import peer_registry
+from peer_registry._lib import HEADER_VERSION_NUMBER
+from peer_registry.errors import error_for_code
+
+from _support import HEADER, PACKAGE_SRC, run_python
+
+HEADER_TEXT = HEADER.read_text()
+
+
+def header_codes() -> Dict[str, int]:
+    body = re.search(r"enum \{\s*PEERREG_OK.*?\};", HEADER_TEXT, re.S)
+    assert body, "result-code enum not found in the header"
+    return {name: int(value) for name, value in re.findall(r"(PEERREG_\w+)\s*=\s*(-?\d+)", body.group(0))}
+
+
+def test_library_version_matches_the_header(lib: peer_registry.Library) -> None:
+    number = int(re.search(r"#define PEERREG_VERSION_NUMBER (\d+)", HEADER_TEXT).group(1))  # type: ignore[union-attr]
+    version = re.search(r'#define PEERREG_VERSION "([^"]+)"', HEADER_TEXT).group(1)  # type: ignore[union-attr]
+    assert HEADER_VERSION_NUMBER == number, "the binding's header version is stale"
+    assert lib.version_number == number
+    assert lib.version == version
+
+
+def test_every_header_code_has_its_own_exception_class(lib: peer_registry.Library) -> None:
+    codes = header_codes()
+    assert codes.pop("PEERREG_OK") == 0
+    assert len(codes) == 10
+    classes = set()
+    for name, code in codes.items():
+        error = error_for_code(code, "message")
+        assert type(error) is not peer_registry.RegistryError, name
+        assert isinstance(error, peer_registry.RegistryError)
+        assert error.code == code and str(error) == "message"
+        classes.add(type(error))
+        # The library agrees on which code is which.
+        assert lib.errstr(code).startswith(name), (code, lib.errstr(code))
+    assert len(classes) == len(codes)
+    assert type(error_for_code(-99, "m")) is peer_registry.RegistryError
+    assert lib.errstr(-99) == "PEERREG_UNKNOWN_CODE"
+
+
+def test_builtin_exception_bases() -> None:
+    assert issubclass(peer_registry.NotFoundError, LookupError)
+    assert issubclass(peer_registry.PermissionDeniedError, PermissionError)
+    assert issubclass(peer_registry.InvalidArgumentError, ValueError)
+    error = error_for_code(-6, "chmod 700 it")
+    assert isinstance(error, OSError) and error.strerror == "chmod 700 it" and str(error) == "chmod 700 it"
+
+
+def test_importing_does_not_load_the_library() -> None:
+    # Loading is deferred so that load_library(path) can still choose the file.
+    code = "import peer_registry; print(any('libpeerregistry' in l for l in open('/proc/self/maps')))"
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+# ---- lookup order: explicit path, $PEER_REGISTRY_LIB, repository build, system loader --------
+
+PROBE = """
+import json, sys, peer_registry
+try:
+    lib = peer_registry.load_library(sys.argv[1] if len(sys.argv) > 1 else None)
+    reg = peer_registry.Registry(sys.argv[2] if len(sys.argv) > 2 else None)
+    reg.close()
+    print(json.dumps({"source": lib.source, "path": lib.path}))
+except peer_registry.LibraryNotFoundError as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+def probe(*, src: Path = PACKAGE_SRC, lib_env: Optional[str] = None, ld_path: Optional[Path] = None,
+          explicit: Optional[str] = None) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PEER_REGISTRY_LIB", "LD_LIBRARY_PATH", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(src)
+    if lib_env is not None:
+        env["PEER_REGISTRY_LIB"] = lib_env
+    if ld_path is not None:
+        env["LD_LIBRARY_PATH"] = str(ld_path)
+    args = [] if explicit is None else [explicit]
+    result = run_python(PROBE, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    answer: Dict[str, str] = json.loads(result.stdout)
+    return answer
+
+
+@pytest.fixture
+def lib_link(tmp_path: Path, lib: peer_registry.Library) -> Path:
+    link = tmp_path / "linked" / "libpeerregistry.so"
+    link.parent.mkdir()
+    link.symlink_to(os.path.realpath(lib.path))
+    return link
+
+
+@pytest.fixture
+def package_outside_repo(tmp_path: Path) -> Path:
+    """A copy of the package that no directory above contains include/peer_registry.h."""
+    src = tmp_path / "outside" / "src"
+    shutil.copytree(PACKAGE_SRC / "peer_registry", src / "peer_registry",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def test_explicit_path_wins_over_the_environment(lib_link: Path, tmp_path: Path) -> None:
+    got = probe(lib_env=str(tmp_path / "missing.so"), explicit=str(lib_link))
+    assert got == {"source": "argument", "path": str(lib_link)}
+
+
+def test_environment_wins_over_the_repository_build(lib_link: Path, tmp_path: Path, lib: peer_registry.Library) -> None:
+    fake_repo = tmp_path / "repo"
+    src = fake_repo / "bindings" / "python" / "src"
+    shutil.copytree(PACKAGE_SRC / "peer_registry", src / "peer_registry", ignore=shutil.ignore_patterns("__pycache__"))
+    (fake_repo / "include").mkdir()
+    (fake_repo / "include" / "peer_registry.h").write_text(HEADER_TEXT)
+    (fake_repo / "build" / "lib").mkdir(parents=True)
+    repo_build = fake_repo / "build" / "lib" / "libpeerregistry.so"
+    repo_build.symlink_to(os.path.realpath(lib.path))
+
+    assert probe(src=src, lib_env=str(lib_link)) == {"source": "PEER_REGISTRY_LIB", "path": str(lib_link)}
+    # Without the variable, the build in the repository that holds the package is used.
+    assert probe(src=src) == {"source": "repository", "path": str(repo_build)}
+
+
+def test_system_loader_is_the_last_resort(package_outside_repo: Path, lib: peer_registry.Library, tmp_path: Path) -> None:
+    system_dir = tmp_path / "system"
+    system_dir.mkdir()
+    (system_dir / "libpeerregistry.so.0").symlink_to(os.path.realpath(lib.path))
+    got = probe(src=package_outside_repo, ld_path=system_dir)
+    assert got == {"source": "system", "path": "libpeerregistry.so.0"}
+
+
+def test_not_found_names_every_place_tried(package_outside_repo: Path) -> None:
+    message = probe(src=package_outside_repo)["error"]
+    assert "PEER_REGISTRY_LIB: not set" in message
+    assert "repository build" in message and str(package_outside_repo / "peer_registry") in message
+    assert "system loader: libpeerregistry.so.0" in message
+    assert "explicit path argument: none given" in message
+
+
+def test_a_given_path_that_does_not_load_is_an_error_not_a_fallback(tmp_path: Path) -> None:
+    # The repository build exists (this checkout), yet a wrong $PEER_REGISTRY_LIB must not be
+    # silently replaced by it.
+    missing = str(tmp_path / "nope" / "libpeerregistry.so")
+    message = probe(lib_env=missing)["error"]
+    assert f"$PEER_REGISTRY_LIB: {missing}" in message
+    assert "repository build" not in message
+
+    message = probe(explicit=missing)["error"]
+    assert f"explicit path argument: {missing}" in message
+
+
+def test_a_file_that_is_not_the_library_is_refused(tmp_path: Path) -> None:
+    not_a_library = tmp_path / "libpeerregistry.so"
+    not_a_library.write_text("not an ELF file")
+    message = probe(explicit=str(not_a_library))["error"]
+    assert str(not_a_library) in message
+
+
+def test_registry_takes_a_library_path(lib_link: Path, registry_path: Path) -> None:
+    with peer_registry.Registry(registry_path, lib=str(lib_link)) as reg:
+        # The same file is loaded once, whichever name it is reached by.
+        assert reg.lib is peer_registry.load_library()
+        assert os.path.realpath(reg.lib.path) == os.path.realpath(lib_link)
+        reg.register({"id": "via-link", "url": "http://127.0.0.1:1/mcp"})
+        assert reg.get("via-link")["id"] == "via-link"
+    missing = registry_path.parent / "missing.so"
+    with pytest.raises(peer_registry.LibraryNotFoundError, match=re.escape(str(missing))):
+        peer_registry.Registry(registry_path, lib=missing)

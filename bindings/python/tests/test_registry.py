@@ -1,0 +1,270 @@
+"""Every Registry method against a real registry file."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import peer_registry
+from peer_registry import Health, Registry
+
+from _support import ids
+
+URL = "http://127.0.0.1:8080/mcp"
+
+
+def entry(id: str, **fields: object) -> dict:
+    return {"id": id, "url": fields.pop("url", URL), **fields}
+
+
+def test_register_fills_in_the_defaults(reg: Registry) -> None:
+    stored = reg.register(entry("journey", capabilities={"tools": ["findTrips"]}))
+    assert stored["id"] == "journey" and stored["url"] == URL
+    assert stored["liveness"] == "lease"
+    assert stored["pid"] == os.getpid()
+    assert stored["transport"] == "http"
+    assert stored["health"]["status"] == "UNKNOWN"
+    assert stored["startedAt"].endswith("Z")
+    assert stored["capabilities"]["tools"] == ["findTrips"]
+    assert reg.get("journey") == stored
+
+
+def test_transport_comes_from_the_url_scheme(reg: Registry) -> None:
+    assert reg.register(entry("w", url="ws://127.0.0.1:9/ws"))["transport"] == "ws"
+
+
+def test_fields_the_binding_does_not_know_are_kept(reg: Registry, other: Registry, registry_path: Path) -> None:
+    reg.register(entry("x", metadata={"team": "trips", "n": [1, 2]}, futureField={"a": True}))
+    got = other.get("x")
+    assert got["metadata"] == {"team": "trips", "n": [1, 2]}
+    assert got["futureField"] == {"a": True}  # type: ignore[typeddict-item]
+    on_disk = json.loads(registry_path.read_text())
+    assert on_disk["servers"][0]["futureField"] == {"a": True}
+
+
+def test_registering_again_from_the_same_handle_replaces(reg: Registry) -> None:
+    reg.register(entry("svc", name="Old"))
+    reg.register(entry("svc", name="New"))
+    assert reg.get("svc")["name"] == "New"
+    assert ids(reg.list()) == ["svc"]
+
+
+def test_entries_are_shared_through_the_file(reg: Registry, other: Registry) -> None:
+    reg.register(entry("a"))
+    assert other.get("a")["id"] == "a"
+    other.register(entry("b", liveness="none"))
+    assert ids(reg.list()) == ["a", "b"]
+
+
+def test_unregister(reg: Registry, other: Registry) -> None:
+    reg.register(entry("gone"))
+    reg.unregister("gone")
+    with pytest.raises(peer_registry.NotFoundError):
+        other.get("gone")
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.unregister("gone")
+
+
+def test_close_drops_lease_entries_but_not_static_ones(registry_path: Path, other: Registry) -> None:
+    with Registry(registry_path) as reg:
+        reg.register(entry("leased"))
+        reg.register(entry("static", liveness="none"))
+        assert ids(other.list()) == ["leased", "static"]
+    assert ids(other.list()) == ["static"]
+
+
+def test_list_filters(reg: Registry) -> None:
+    reg.register(entry("a", url="http://127.0.0.1:1/mcp",
+                       capabilities={"tools": ["t1"], "resources": ["resource://a/"], "prompts": ["p1"]}))
+    reg.register(entry("b", url="ws://127.0.0.1:2/ws", capabilities={"tools": ["t2"], "prompts": ["p2"]}))
+    reg.register(entry("c", url="http://127.0.0.1:3/mcp", capabilities={"resources": ["resource://a/deep/"]}))
+    reg.set_health("a", Health.HEALTHY)
+    reg.set_health("b", Health.DEGRADED)
+
+    assert ids(reg.list()) == ["a", "b", "c"]
+    assert ids(reg.list(healthy=True)) == ["a"]
+    assert ids(reg.list(healthy=False)) == ["b", "c"]
+    assert ids(reg.list(status=Health.DEGRADED)) == ["b"]
+    assert ids(reg.list(status="UNKNOWN")) == ["c"]
+    assert ids(reg.list(transport="http")) == ["a", "c"]
+    assert ids(reg.list(tool="t2")) == ["b"]
+    assert ids(reg.list(prompt="p1")) == ["a"]
+    assert ids(reg.list(resource="resource://a/deep/x")) == ["a", "c"]
+    assert ids(reg.list(resource="resource://a/x")) == ["a"]
+    assert ids(reg.list(transport="http", healthy=True)) == ["a"]
+    assert reg.list(tool="nobody") == []
+
+
+def test_generation_counts_writes(reg: Registry) -> None:
+    start = reg.list_with_generation()
+    assert start.servers == []
+    reg.register(entry("a"))
+    after_one = reg.list_with_generation()
+    assert after_one.generation == start.generation + 1
+    reg.set_health("a", "HEALTHY")
+    reg.unregister("a")
+    assert reg.list_with_generation().generation == start.generation + 3
+
+
+def test_resolve_tool_and_prompt(reg: Registry) -> None:
+    reg.register(entry("alpha", capabilities={"tools": ["search", "only_alpha"], "prompts": ["plan"]}))
+    reg.register(entry("beta", capabilities={"tools": ["search"], "prompts": ["plan"]}))
+    assert reg.resolve_tool("only_alpha")["id"] == "alpha"
+    assert reg.resolve_tool("beta.search")["id"] == "beta"      # qualified
+    assert reg.resolve_prompt("alpha.plan")["id"] == "alpha"
+    with pytest.raises(peer_registry.AmbiguousError):
+        reg.resolve_tool("search")
+    reg.set_health("beta", Health.DEGRADED)
+    assert reg.resolve_tool("search")["id"] == "beta"          # DEGRADED beats UNKNOWN
+    reg.set_health("alpha", Health.HEALTHY)
+    assert reg.resolve_tool("search")["id"] == "alpha"         # HEALTHY beats DEGRADED
+    assert reg.resolve_prompt("plan")["id"] == "alpha"
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.resolve_tool("missing")
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.resolve_tool("beta.only_alpha")
+
+
+def test_down_servers_never_resolve(reg: Registry) -> None:
+    reg.register(entry("only", capabilities={"tools": ["t"]}))
+    reg.set_health("only", Health.DOWN)
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.resolve_tool("t")
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.resolve_tool("only.t")
+    assert ids(reg.list(status=Health.DOWN)) == ["only"]  # still listed, just not resolved
+
+
+def test_resolve_resource_prefers_exact_then_longest_prefix(reg: Registry) -> None:
+    reg.register(entry("root", capabilities={"resources": ["resource://journey/"]}))
+    reg.register(entry("trips", capabilities={"resources": ["resource://journey/trips/"]}))
+    reg.register(entry("exact", capabilities={"resources": ["resource://journey/trips/1"]}))
+    assert reg.resolve_resource("resource://journey/trips/1")["id"] == "exact"
+    assert reg.resolve_resource("resource://journey/trips/2")["id"] == "trips"
+    assert reg.resolve_resource("resource://journey/maps")["id"] == "root"
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.resolve_resource("resource://other/")
+
+
+@pytest.mark.parametrize("status", [Health.DEGRADED, "DEGRADED", "degraded", 2])
+def test_set_health_accepts_enum_name_or_value(reg: Registry, status: object) -> None:
+    reg.register(entry("h"))
+    reg.set_health("h", status, "slow disk")  # type: ignore[arg-type]
+    health = reg.get("h")["health"]
+    assert health["status"] == "DEGRADED"
+    assert health["message"] == "slow disk"
+    assert health["lastCheck"].endswith("Z")
+
+
+def test_set_health_without_message(reg: Registry) -> None:
+    reg.register(entry("h"))
+    reg.set_health("h", Health.HEALTHY)
+    assert reg.get("h")["health"]["status"] == "HEALTHY"
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.set_health("nobody", Health.HEALTHY)
+
+
+def test_heartbeat_moves_last_seen(reg: Registry) -> None:
+    first = reg.register(entry("hb"))
+    time.sleep(0.02)
+    reg.heartbeat("hb")
+    assert reg.get("hb")["lastSeen"] > first.get("lastSeen", first["startedAt"])
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.heartbeat("nobody")
+
+
+def test_ttl_entries_expire_unless_heartbeat(reg: Registry) -> None:
+    reg.register(entry("kept", liveness="ttl", ttlSeconds=1))
+    reg.register(entry("expires", liveness="ttl", ttlSeconds=1))
+    for _ in range(4):
+        time.sleep(0.4)
+        reg.heartbeat("kept")
+    assert ids(reg.list()) == ["kept"]
+    with pytest.raises(peer_registry.NotFoundError):
+        reg.get("expires")
+
+
+def test_prune_removes_dead_entries_from_the_file(reg: Registry, registry_path: Path) -> None:
+    reg.register(entry("expires", liveness="ttl", ttlSeconds=1))
+    reg.register(entry("static", liveness="none"))
+    time.sleep(1.3)
+    assert ids(reg.list()) == ["static"]
+    assert "expires" in registry_path.read_text()  # dead, but no writer has run since
+    assert reg.prune() == 1
+    assert "expires" not in registry_path.read_text()
+    assert reg.prune() == 0
+    assert ids(reg.list()) == ["static"]
+
+
+def test_a_handle_can_be_shared_between_threads(reg: Registry, other: Registry) -> None:
+    errors: list = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                name = f"t{n}-{i}"
+                reg.register(entry(name))
+                assert reg.get(name)["id"] == name
+                reg.set_health(name, Health.HEALTHY)
+                reg.unregister(name)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert other.list() == []
+
+
+def test_closing_while_other_threads_call_gives_them_closed_error(reg: Registry) -> None:
+    reg.register(entry("busy"))
+    stop = threading.Event()
+    outcomes: list = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                reg.get("busy")
+            except peer_registry.ClosedError:
+                outcomes.append("closed")
+                return
+            except BaseException as e:
+                outcomes.append(e)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    reg.close()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert outcomes == ["closed"] * 4
+
+
+def test_close_is_idempotent_and_context_manager_closes(registry_path: Path) -> None:
+    reg = Registry(registry_path)
+    assert not reg.closed and "open" in repr(reg)
+    reg.close()
+    reg.close()
+    assert reg.closed and "closed" in repr(reg)
+    with Registry(registry_path) as r2:
+        pass
+    assert r2.closed
+
+
+def test_path_accepts_pathlike_and_none_uses_the_environment(registry_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PEER_REGISTRY_PATH", str(registry_path))
+    with Registry() as by_env, Registry(registry_path) as by_path:
+        by_env.register(entry("env"))
+        assert by_path.get("env")["id"] == "env"
+    assert registry_path.exists()
