@@ -74,10 +74,8 @@ def test_importing_does_not_load_the_library() -> None:
 PROBE = """
 import json, sys, peer_registry
 try:
-    lib = peer_registry.load_library(sys.argv[1] if len(sys.argv) > 1 else None)
-    reg = peer_registry.Registry(sys.argv[2] if len(sys.argv) > 2 else None)
-    reg.close()
-    print(json.dumps({"source": lib.source, "path": lib.path}))
+    with peer_registry.Registry(lib=sys.argv[1] if len(sys.argv) > 1 else None) as reg:
+        print(json.dumps({"source": reg.lib.source, "path": reg.lib.path}))
 except peer_registry.LibraryNotFoundError as e:
     print(json.dumps({"error": str(e)}))
 """
@@ -170,13 +168,15 @@ def test_a_file_that_is_not_the_library_is_refused(tmp_path: Path) -> None:
     assert str(not_a_library) in message
 
 
-def test_registry_takes_a_library_path(lib_link: Path, registry_path: Path) -> None:
-    with peer_registry.Registry(registry_path, lib=str(lib_link)) as reg:
-        # The same file is loaded once, whichever name it is reached by.
-        assert reg.lib is peer_registry.load_library()
-        assert os.path.realpath(reg.lib.path) == os.path.realpath(lib_link)
-        reg.register({"id": "via-link", "url": "http://127.0.0.1:1/mcp"})
-        assert reg.get("via-link")["id"] == "via-link"
-    missing = registry_path.parent / "missing.so"
-    with pytest.raises(peer_registry.LibraryNotFoundError, match=re.escape(str(missing))):
-        peer_registry.Registry(registry_path, lib=missing)
+def test_one_library_per_process(lib_link: Path, tmp_path: Path, lib: peer_registry.Library) -> None:
+    # The same file under another name is the library already loaded...
+    assert peer_registry.load_library(lib_link) is lib
+    with peer_registry.Registry(tmp_path / "servers.json", lib=lib_link) as reg:
+        assert reg.lib is lib
+    # ...a different file is refused rather than loaded beside it.
+    copy = tmp_path / "copy" / "libpeerregistry.so"
+    copy.parent.mkdir()
+    shutil.copyfile(os.path.realpath(lib.path), copy)
+    with pytest.raises(peer_registry.LibraryNotFoundError) as excinfo:
+        peer_registry.Registry(tmp_path / "servers.json", lib=copy)
+    assert str(copy) in str(excinfo.value) and lib.path in str(excinfo.value)

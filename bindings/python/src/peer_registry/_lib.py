@@ -11,6 +11,7 @@ Lookup rule, shared with the Node and Go bindings:
 A place that is given (1, 2) or exists (3) but cannot be loaded is an error, not a reason to
 fall through to another library: silently loading a different build hides mistakes. When
 nothing loads, :class:`LibraryNotFoundError` names every place tried and why it failed.
+One library is loaded per process (first use wins), as in the other bindings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import threading
 from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, string_at
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 from .errors import LibraryNotFoundError, RegistryError, error_for_code
 
@@ -68,7 +69,7 @@ _SIGNATURES = {
 
 
 class Library:
-    """A loaded libpeerregistry with its functions declared.
+    """A loaded libpeerregistry with its functions declared. Obtain it from :func:`load_library`.
 
     ``path`` is what was handed to the loader, ``source`` which lookup step found it
     (``"argument"``, ``"PEER_REGISTRY_LIB"``, ``"repository"`` or ``"system"``).
@@ -198,7 +199,7 @@ def _locate(explicit: Optional[StrPath]) -> Library:
 
     def load(path: str, source: str, label: str) -> Library:
         try:
-            return _cached(path, source)
+            return Library(path, source)
         except LibraryNotFoundError as e:
             raise fail(f"{label}: {e}") from None
         except OSError as e:
@@ -230,40 +231,39 @@ def _locate(explicit: Optional[StrPath]) -> Library:
 
 
 _lock = threading.Lock()
-_loaded: Dict[str, Library] = {}
-_default: Optional[Library] = None
+_loaded: Optional[Library] = None
 
 
-def _cached(path: str, source: str) -> Library:
-    key = os.path.realpath(path) if os.sep in path else path
-    lib = _loaded.get(key)
-    if lib is None:
-        lib = Library(path, source)
-        _loaded[key] = lib
-    return lib
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
 
 
 def load_library(path: Optional[StrPath] = None) -> Library:
-    """Load libpeerregistry and make it the default for new :class:`Registry` objects.
+    """Load libpeerregistry once for this process and return it.
 
-    With ``path``, load that file (and nothing else). Without, return the current default,
-    looking it up (``$PEER_REGISTRY_LIB``, the repository build, the system loader) the first
-    time. Raises :class:`LibraryNotFoundError` naming each place tried.
+    With ``path``, load that file and nothing else; without, apply the lookup rule
+    (``$PEER_REGISTRY_LIB``, the repository build, the system loader). Once a library is
+    loaded, later calls return it; asking for a different file then is an error (one
+    libpeerregistry per process, as in the Node and Go bindings). Raises
+    :class:`LibraryNotFoundError` naming each place tried.
     """
-    global _default
+    global _loaded
     with _lock:
-        if path is None and _default is not None:
-            return _default
-        lib = _locate(path)
-        _default = lib
-        return lib
+        if _loaded is None:
+            _loaded = _locate(path)
+        elif path is not None and not _same_file(os.fspath(path), _loaded.path):
+            raise LibraryNotFoundError(
+                f"{_loaded.path} is already loaded in this process; cannot also load "
+                f"{os.fspath(path)} (one libpeerregistry per process)"
+            )
+        return _loaded
 
 
 def resolve_library(lib: Union[Library, StrPath, None]) -> Library:
-    """The library a Registry should use: a given Library, a given path, else the default."""
+    """The library a Registry should use: the given Library, else ``load_library(lib)``."""
     if isinstance(lib, Library):
         return lib
-    if lib is None:
-        return load_library()
-    with _lock:
-        return _locate(lib)
+    return load_library(lib)
