@@ -1,0 +1,51 @@
+// Package peerregistry is the Go binding of peer-registry: local MCP servers announce
+// themselves in one shared registry file, and clients find them by id, by capability, or by
+// watching for changes. All reading, locking, writing, validation and pruning happens in
+// libpeerregistry (through its C ABI, include/peer_registry.h); this package is a thin skin
+// over it with Go types.
+//
+// A server registers itself after it is listening, and stays registered while its Registry is
+// open and its process lives (the default "lease" liveness: however the process dies, its
+// entry disappears):
+//
+//	reg, err := peerregistry.Open("") // $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json
+//	if err != nil { ... }
+//	defer reg.Close() // unregisters; also keeps reg reachable, see Registry
+//	_, err = reg.Register(ctx, peerregistry.Entry{
+//		ID:  "journey-service",
+//		URL: "http://127.0.0.1:8080/mcp",
+//		Capabilities: peerregistry.Capabilities{Tools: []string{"findTrips"}},
+//	})
+//
+// A client finds it:
+//
+//	e, err := reg.ResolveTool("findTrips")
+//	if errors.Is(err, peerregistry.ErrNotFound) { ... }
+//
+// # Loading the library
+//
+// libpeerregistry.so is loaded at run time (dlopen), once per process, from the first of:
+//
+//  1. the path given to LoadLibrary or Options.Library — if given, the only place tried;
+//  2. $PEER_REGISTRY_LIB — if set, the only place tried;
+//  3. build/lib/libpeerregistry.so in the repository holding this package's source (the
+//     directory with include/peer_registry.h above it), else in the repository above the
+//     working directory;
+//  4. libpeerregistry.so.0 through the system loader.
+//
+// When none loads, the *LoadError names each place tried and why it failed. The library's
+// version must match the header this package was built with (HeaderVersion).
+//
+// # Errors
+//
+// Failures are *Error values with a Code; compare them with errors.Is against ErrNotFound,
+// ErrExists, ErrCorrupt and the other sentinels.
+//
+// # Contexts
+//
+// Methods that write (Register, Unregister, SetHealth, Heartbeat, Prune) may wait for the
+// registry's file lock; the library bounds that wait itself (then ErrTimeout) and cannot be
+// interrupted. They check ctx before calling the library and return ctx.Err() if it is done;
+// a call that has started runs to completion and returns its real result, because a write
+// reported as cancelled could still become durable. Watch stops when its ctx is done.
+package peerregistry

@@ -1,0 +1,3 @@
+module github.com/peer-registry/peer-registry/bindings/go
+
+go 1.19

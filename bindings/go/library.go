@@ -1,0 +1,260 @@
+package peerregistry
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LibraryEnv names the environment variable that points at libpeerregistry.so.
+const LibraryEnv = "PEER_REGISTRY_LIB"
+
+// HeaderVersion and HeaderVersionNumber are the version of include/peer_registry.h this
+// package was built against. The loaded library must have the same major version (and,
+// while the major version is 0, the same minor version) and be at least this new.
+const (
+	HeaderVersion       = "0.1.0"
+	HeaderVersionNumber = 1000
+)
+
+// systemLibrary is the library's SONAME, resolved by the system loader's search path.
+const systemLibrary = "libpeerregistry.so.0"
+
+// The library is loaded once per process: its function table is global.
+var (
+	loadMu       sync.Mutex
+	loaded       atomic.Bool
+	loadedPath   string
+	loadDuration time.Duration // dlopen + symbol lookup + the first call, for the benchmarks' report
+)
+
+// LoadError reports that libpeerregistry could not be loaded, with every place tried.
+type LoadError struct {
+	Attempts []LoadAttempt
+}
+
+// LoadAttempt is one place the library was looked for and why it was not used.
+type LoadAttempt struct {
+	Source string // "explicit path", "$PEER_REGISTRY_LIB", "repository build", "system loader"
+	Path   string // the path given to dlopen ("" when there was nothing to try)
+	Reason string
+}
+
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	b.WriteString("peerregistry: cannot load libpeerregistry; tried:")
+	for _, a := range e.Attempts {
+		b.WriteString("\n  ")
+		b.WriteString(a.Source)
+		if a.Path != "" {
+			b.WriteString(" " + a.Path)
+		}
+		b.WriteString(": " + a.Reason)
+	}
+	b.WriteString("\nbuild it with `make lib` in the repository, set " + LibraryEnv +
+		" to its path, or install libpeerregistry.so.0 where the system loader finds it")
+	return b.String()
+}
+
+// libraryCandidate is one place in the lookup order. A candidate with an empty path was
+// considered but had nothing to try; its reason says why.
+type libraryCandidate struct {
+	source string
+	path   string
+	reason string
+}
+
+// libraryCandidates is the lookup rule shared with the Python and Node bindings:
+//  1. an explicit path (LoadLibrary, Options.Library): if given, the only place tried;
+//  2. else $PEER_REGISTRY_LIB: if set, the only place tried;
+//  3. else the repository's build/lib/libpeerregistry.so, the repository being the directory
+//     holding include/peer_registry.h above this source file, or else above the working
+//     directory;
+//  4. else the system loader (libpeerregistry.so.0).
+//
+// A path someone configured is never silently replaced by another library: when it fails,
+// loading fails and says so.
+func libraryCandidates(explicit, env, sourceDir, workDir string) []libraryCandidate {
+	if explicit != "" {
+		return []libraryCandidate{{source: "explicit path", path: explicit}}
+	}
+	if env != "" {
+		return []libraryCandidate{{source: "$" + LibraryEnv, path: env}}
+	}
+	var out []libraryCandidate
+	seen := map[string]bool{}
+	for _, start := range []string{sourceDir, workDir} {
+		if start == "" {
+			continue
+		}
+		root := findRepositoryRoot(start)
+		if root == "" {
+			out = append(out, libraryCandidate{source: "repository build",
+				reason: "no directory holding include/peer_registry.h at or above " + start})
+			continue
+		}
+		lib := filepath.Join(root, "build", "lib", "libpeerregistry.so")
+		if !seen[lib] {
+			seen[lib] = true
+			out = append(out, libraryCandidate{source: "repository build", path: lib})
+		}
+	}
+	return append(out, libraryCandidate{source: "system loader", path: systemLibrary})
+}
+
+// findRepositoryRoot walks up from dir to the first directory holding include/peer_registry.h.
+func findRepositoryRoot(dir string) string {
+	dir = filepath.Clean(dir)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "include", "peer_registry.h")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// sourceDir is the directory of this file when it was compiled, if that is a real path
+// (it is not under -trimpath).
+func sourceDir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		return ""
+	}
+	return filepath.Dir(file)
+}
+
+// LoadLibrary loads libpeerregistry from path, which takes precedence over every other place.
+// It must be called before anything else in this package uses the library; once a library is
+// loaded, loading the same path again is a no-op and loading another path is an error.
+func LoadLibrary(path string) error {
+	if path == "" {
+		return &Error{Code: CodeInvalid, Message: "LoadLibrary: empty path"}
+	}
+	return ensureLoaded(path)
+}
+
+// LibraryPath returns the path the library was loaded from, or "" before it is loaded.
+func LibraryPath() string {
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	return loadedPath
+}
+
+func ensureLoaded(explicit string) error {
+	if loaded.Load() && explicit == "" {
+		return nil
+	}
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	if loaded.Load() {
+		if explicit == "" || sameFile(explicit, loadedPath) {
+			return nil
+		}
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf(
+			"LoadLibrary(%q): the library is already loaded from %s", explicit, loadedPath)}
+	}
+	wd, _ := os.Getwd()
+	start := time.Now()
+	api, path, err := loadFirst(libraryCandidates(explicit, os.Getenv(LibraryEnv), sourceDir(), wd))
+	if err != nil {
+		return err
+	}
+	cInstall(api)
+	loadedPath, loadDuration = path, time.Since(start)
+	loaded.Store(true)
+	return nil
+}
+
+// loadFirst dlopen's the candidates in order and returns the first that loads, has every
+// symbol and a compatible version, or a *LoadError listing every attempt. A library that
+// loaded but was refused stays mapped: a Swift runtime cannot be safely unloaded.
+func loadFirst(candidates []libraryCandidate) (*cAPI, string, error) {
+	var attempts []LoadAttempt
+	for _, c := range candidates {
+		attempt := LoadAttempt{Source: c.source, Path: c.path, Reason: c.reason}
+		if c.path == "" {
+			attempts = append(attempts, attempt)
+			continue
+		}
+		if strings.ContainsRune(c.path, '/') {
+			if _, err := os.Stat(c.path); err != nil {
+				attempt.Reason = statReason(err)
+				attempts = append(attempts, attempt)
+				continue
+			}
+		}
+		api, msg := cLoad(c.path)
+		if api == nil {
+			attempt.Reason = msg
+			attempts = append(attempts, attempt)
+			continue
+		}
+		if err := checkVersion(cAPIVersionNumber(api)); err != nil {
+			attempt.Reason = err.Error()
+			attempts = append(attempts, attempt)
+			continue
+		}
+		return api, c.path, nil
+	}
+	return nil, "", &LoadError{Attempts: attempts}
+}
+
+func statReason(err error) string {
+	if errors.Is(err, os.ErrNotExist) {
+		return "no such file"
+	}
+	return err.Error()
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
+// checkVersion accepts a library with the header's major version (and, while that is 0, its
+// minor version too) that is at least as new as the header.
+func checkVersion(lib int) error {
+	header := HeaderVersionNumber
+	sameMajor := lib/1000000 == header/1000000
+	sameMinor := lib/1000 == header/1000
+	if !sameMajor || (header < 1000000 && !sameMinor) || lib < header {
+		return fmt.Errorf("library version %s does not match header version %s",
+			versionString(lib), HeaderVersion)
+	}
+	return nil
+}
+
+func versionString(n int) string {
+	return fmt.Sprintf("%d.%d.%d", n/1000000, n/1000%1000, n%1000)
+}
+
+// Version returns the loaded library's version string, e.g. "0.1.0", loading it if needed.
+func Version() (string, error) {
+	if err := ensureLoaded(""); err != nil {
+		return "", err
+	}
+	return cVersion(), nil
+}
+
+// VersionNumber returns the loaded library's version as major*1000000 + minor*1000 + patch,
+// loading it if needed.
+func VersionNumber() (int, error) {
+	if err := ensureLoaded(""); err != nil {
+		return 0, err
+	}
+	return cVersionNumber(), nil
+}
