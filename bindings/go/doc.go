@@ -33,8 +33,11 @@
 //     working directory;
 //  4. libpeerregistry.so.0 through the system loader.
 //
-// When none loads, the *LoadError names each place tried and why it failed. The library's
-// version must match the header this package was built with (HeaderVersion).
+// A place that is configured (1, 2) or exists (3) but cannot be used — not a shared library,
+// a missing symbol, an incompatible version — is an error, never a reason to load another
+// build instead. The *LoadError names each place tried and why it failed. The library must
+// have the major version of the header this package was built with (HeaderVersion) and at
+// least its minor version. This is the rule of the Python and Node bindings too.
 //
 // # Errors
 //

@@ -119,6 +119,21 @@ func TestLoadErrorNamesEveryPlaceTried(t *testing.T) {
 		t.Errorf("%d attempts, want 3: %+v", len(lerr.Attempts), lerr.Attempts)
 	}
 
+	// A repository build that exists but is not a library stops the search there.
+	brokenRoot, brokenSub := fakeRepo(t)
+	broken := filepath.Join(brokenRoot, "build", "lib", "libpeerregistry.so")
+	if err := os.MkdirAll(filepath.Dir(broken), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(broken, []byte("not an ELF file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = loadFirst(libraryCandidates("", "", brokenSub, outside))
+	if !errors.As(err, &lerr) || len(lerr.Attempts) != 1 || lerr.Attempts[0].Path != broken ||
+		strings.Contains(err.Error(), "system loader") {
+		t.Fatalf("a broken repository build did not stop the search: %v", err)
+	}
+
 	// A file that is not a shared library: dlopen's own reason is kept.
 	_, _, err = loadFirst(libraryCandidates(notALibrary, "", "", ""))
 	if err == nil || !strings.Contains(err.Error(), "explicit path "+notALibrary+": ") ||
@@ -133,10 +148,10 @@ func TestCheckVersion(t *testing.T) {
 		ok  bool
 	}{
 		{HeaderVersionNumber, true},
-		{HeaderVersionNumber + 1, true},     // a newer patch
-		{HeaderVersionNumber + 1000, false}, // 0.x: another minor may break the ABI
-		{HeaderVersionNumber - 1000, false},
-		{1000000 + HeaderVersionNumber, false},
+		{HeaderVersionNumber + 1, true},        // a newer patch
+		{HeaderVersionNumber + 1000, true},     // a newer minor: additions only
+		{HeaderVersionNumber - 1000, false},    // an older minor may lack what we call
+		{1000000 + HeaderVersionNumber, false}, // another major
 	} {
 		if err := checkVersion(tc.lib); (err == nil) != tc.ok {
 			t.Errorf("checkVersion(%d) = %v, want ok=%v", tc.lib, err, tc.ok)

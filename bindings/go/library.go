@@ -16,8 +16,8 @@ import (
 const LibraryEnv = "PEER_REGISTRY_LIB"
 
 // HeaderVersion and HeaderVersionNumber are the version of include/peer_registry.h this
-// package was built against. The loaded library must have the same major version (and,
-// while the major version is 0, the same minor version) and be at least this new.
+// package was built against. The loaded library must have the same major version and at
+// least the same minor version.
 const (
 	HeaderVersion       = "0.1.0"
 	HeaderVersionNumber = 1000
@@ -78,8 +78,8 @@ type libraryCandidate struct {
 //     directory;
 //  4. else the system loader (libpeerregistry.so.0).
 //
-// A path someone configured is never silently replaced by another library: when it fails,
-// loading fails and says so.
+// A path someone configured, or a repository build that exists, is never silently replaced
+// by another library: when it fails to load, loading fails and says why (see loadFirst).
 func libraryCandidates(explicit, env, sourceDir, workDir string) []libraryCandidate {
 	if explicit != "" {
 		return []libraryCandidate{{source: "explicit path", path: explicit}}
@@ -175,9 +175,11 @@ func ensureLoaded(explicit string) error {
 	return nil
 }
 
-// loadFirst dlopen's the candidates in order and returns the first that loads, has every
-// symbol and a compatible version, or a *LoadError listing every attempt. A library that
-// loaded but was refused stays mapped: a Swift runtime cannot be safely unloaded.
+// loadFirst tries the candidates in order and returns the first that loads, or a *LoadError
+// listing every attempt. A candidate that exists (or, for the system loader, is found) but
+// cannot be used — not a shared library, a missing symbol, an incompatible version — ends the
+// search: silently loading a different build would hide the mistake. A library that loaded
+// but was refused stays mapped: a Swift runtime cannot be safely unloaded.
 func loadFirst(candidates []libraryCandidate) (*cAPI, string, error) {
 	var attempts []LoadAttempt
 	for _, c := range candidates {
@@ -186,7 +188,8 @@ func loadFirst(candidates []libraryCandidate) (*cAPI, string, error) {
 			attempts = append(attempts, attempt)
 			continue
 		}
-		if strings.ContainsRune(c.path, '/') {
+		bySearch := !strings.ContainsRune(c.path, '/') // a bare name goes to the system loader
+		if !bySearch {
 			if _, err := os.Stat(c.path); err != nil {
 				attempt.Reason = statReason(err)
 				attempts = append(attempts, attempt)
@@ -197,12 +200,15 @@ func loadFirst(candidates []libraryCandidate) (*cAPI, string, error) {
 		if api == nil {
 			attempt.Reason = msg
 			attempts = append(attempts, attempt)
-			continue
+			if bySearch {
+				continue
+			}
+			return nil, "", &LoadError{Attempts: attempts}
 		}
 		if err := checkVersion(cAPIVersionNumber(api)); err != nil {
 			attempt.Reason = err.Error()
 			attempts = append(attempts, attempt)
-			continue
+			return nil, "", &LoadError{Attempts: attempts}
 		}
 		return api, c.path, nil
 	}
@@ -225,15 +231,13 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
-// checkVersion accepts a library with the header's major version (and, while that is 0, its
-// minor version too) that is at least as new as the header.
+// checkVersion accepts a library with the header's major version and at least its minor
+// version (the rule the Python and Node bindings apply too).
 func checkVersion(lib int) error {
 	header := HeaderVersionNumber
-	sameMajor := lib/1000000 == header/1000000
-	sameMinor := lib/1000 == header/1000
-	if !sameMajor || (header < 1000000 && !sameMinor) || lib < header {
-		return fmt.Errorf("library version %s does not match header version %s",
-			versionString(lib), HeaderVersion)
+	if lib/1000000 != header/1000000 || lib/1000%1000 < header/1000%1000 {
+		return fmt.Errorf("library version %s is not compatible with header version %s (need %d.%d.x or a later %d.x)",
+			versionString(lib), HeaderVersion, header/1000000, header/1000%1000, header/1000000)
 	}
 	return nil
 }
