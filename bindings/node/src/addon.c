@@ -10,8 +10,8 @@
  * What this file adds to the C ABI, and nothing more:
  *   - handles as JS externals with finalizers (a handle the program forgot to close is closed
  *     when it is garbage collected, or when the environment is torn down);
- *   - a closed handle is never passed back to the library: its pointer is cleared on close, so
- *     a later call cannot reach a freed (or reused) address;
+ *   - a closed handle is still passed to the library, which answers PEERREG_ECLOSED (handles
+ *     are ids in a table, never dereferenced nor reused: see peerreg_close in the header);
  *   - library errors become instances of the JS error class registered with init();
  *   - watch fds are polled by libuv on the env's loop (uv_poll_t): no threads.
  *
@@ -172,14 +172,6 @@ static napi_value throw_library_error(napi_env env, int code, peerreg_error *e) 
     return NULL;
 }
 
-static napi_value throw_closed(napi_env env, const char *what) {
-    char message[128];
-    snprintf(message, sizeof message, "the %s handle is closed (close() was called)", what);
-    napi_value error = make_peerreg_error(env, PEERREG_ECLOSED, message);
-    if (error) NODE_API_CALL(env, napi_throw(env, error));
-    return NULL;
-}
-
 static bool require_library(napi_env env) {
     if (library_loaded()) return true;
     napi_throw_error(env, "ERR_PEERREG_LIBRARY_NOT_LOADED",
@@ -270,15 +262,20 @@ static bool get_int32(napi_env env, napi_value value, const char *name, int32_t 
 
 /* ---- registry handles ---------------------------------------------------------------------- */
 
+/* The handle stays in the box after close(): the library never dereferences handles (it looks
+ * them up in a table of live ones and never reuses them), so a call on a closed handle gets
+ * the library's own PEERREG_ECLOSED. `closed` only answers isClosed() and spares the finalizer
+ * a second peerreg_close. */
 typedef struct {
-    peerreg_registry *reg; /* NULL once closed */
+    peerreg_registry *reg;
+    bool closed;
 } registry_box;
 
 static void registry_finalize(napi_env env, void *data, void *hint) {
     (void)env;
     (void)hint;
     registry_box *box = data;
-    if (box->reg && library_loaded()) lib.close_(box->reg);
+    if (!box->closed && library_loaded()) lib.close_(box->reg);
     free(box);
 }
 
@@ -296,13 +293,9 @@ static bool get_registry(napi_env env, napi_value value, registry_box **out) {
     return true;
 }
 
-static bool get_open_registry(napi_env env, napi_value value, peerreg_registry **out) {
+static bool get_library_registry(napi_env env, napi_value value, peerreg_registry **out) {
     registry_box *box = NULL;
     if (!require_library(env) || !get_registry(env, value, &box)) return false;
-    if (!box->reg) {
-        throw_closed(env, "registry");
-        return false;
-    }
     *out = box->reg;
     return true;
 }
@@ -346,9 +339,10 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     registry_box *box = NULL;
     if (!require_library(env) || !get_args(env, info, &a) || !get_registry(env, a.argv[0], &box))
         return NULL;
-    peerreg_registry *reg = box->reg;
-    box->reg = NULL;
-    lib.close_(reg);
+    if (!box->closed) {
+        box->closed = true;
+        lib.close_(box->reg);
+    }
     return NULL;
 }
 
@@ -358,7 +352,7 @@ static napi_value js_is_closed(napi_env env, napi_callback_info info) {
     registry_box *box = NULL;
     if (!get_args(env, info, &a) || !get_registry(env, a.argv[0], &box)) return NULL;
     napi_value result;
-    NODE_API_CALL(env, napi_get_boolean(env, box->reg == NULL, &result));
+    NODE_API_CALL(env, napi_get_boolean(env, box->closed, &result));
     return result;
 }
 
@@ -370,7 +364,7 @@ static napi_value call_string_op(napi_env env, napi_callback_info info, const ch
     call_args a;
     peerreg_registry *reg = NULL;
     char *arg = NULL;
-    if (!get_args(env, info, &a) || !get_open_registry(env, a.argv[0], &reg) ||
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
         !get_optional_string(env, a.argv[1], arg_name, &arg))
         return NULL;
     char *out = NULL;
@@ -430,7 +424,7 @@ static napi_value js_resolve(napi_env env, napi_callback_info info) {
     peerreg_registry *reg = NULL;
     int32_t kind = 0;
     char *name = NULL;
-    if (!get_args(env, info, &a) || !get_open_registry(env, a.argv[0], &reg) ||
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
         !get_int32(env, a.argv[1], "kind", &kind) ||
         !get_optional_string(env, a.argv[2], "name", &name))
         return NULL;
@@ -452,7 +446,7 @@ static napi_value js_set_health(napi_env env, napi_callback_info info) {
     peerreg_registry *reg = NULL;
     char *id = NULL, *message = NULL;
     int32_t status = 0;
-    if (!get_args(env, info, &a) || !get_open_registry(env, a.argv[0], &reg) ||
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
         !get_int32(env, a.argv[2], "status", &status) ||
         !get_optional_string(env, a.argv[1], "id", &id))
         return NULL;
@@ -473,7 +467,7 @@ static napi_value js_set_health(napi_env env, napi_callback_info info) {
 static napi_value js_prune(napi_env env, napi_callback_info info) {
     call_args a;
     peerreg_registry *reg = NULL;
-    if (!get_args(env, info, &a) || !get_open_registry(env, a.argv[0], &reg)) return NULL;
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg)) return NULL;
     int removed = 0;
     peerreg_error *e = NULL;
     int rc = lib.prune_(reg, &removed, &e);
@@ -612,6 +606,11 @@ static void on_watch_readable(uv_poll_t *handle, int status, int events) {
             }
             if (rc != PEERREG_OK) {
                 lib.free_(json);
+                if (rc == PEERREG_ECLOSED && box->poll) {
+                    /* The library says this watch is dead: report it once, stop polling and
+                     * stop holding the loop. close() still releases the rest. */
+                    uv_poll_stop(box->poll);
+                }
                 napi_value error = take_library_error(env, rc, e);
                 if (error) watch_deliver(box, error, NULL);
                 break;
@@ -632,7 +631,7 @@ static void on_watch_readable(uv_poll_t *handle, int status, int events) {
 static napi_value js_watch_open(napi_env env, napi_callback_info info) {
     call_args a;
     peerreg_registry *reg = NULL;
-    if (!get_args(env, info, &a) || !get_open_registry(env, a.argv[0], &reg)) return NULL;
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg)) return NULL;
     napi_valuetype type;
     NODE_API_CALL(env, napi_typeof(env, a.argv[1], &type));
     if (type != napi_function) {
