@@ -322,9 +322,14 @@ func cResolve(h *cRegistry, kind int, name []byte) ([]byte, error) {
 	return finish(rc, out, n, e)
 }
 
+// cSetHealth passes a nil message as NULL ("no message").
 func cSetHealth(h *cRegistry, id []byte, status int, message []byte) error {
 	var e *C.peerreg_error
-	return finishNoOut(C.pr_set_health(h, cPointer(id), C.int(status), cPointer(message), &e), e)
+	var msg *C.char
+	if message != nil {
+		msg = cPointer(message)
+	}
+	return finishNoOut(C.pr_set_health(h, cPointer(id), C.int(status), msg, &e), e)
 }
 
 func cHeartbeat(h *cRegistry, id []byte) error {

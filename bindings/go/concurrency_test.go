@@ -41,9 +41,9 @@ func TestSharedRegistryUnderConcurrency(t *testing.T) {
 			fail := func(format string, args ...any) {
 				errs <- fmt.Errorf("worker %d: "+format, append([]any{g}, args...)...)
 			}
-			tool := fmt.Sprintf("tool-%d", g)
 			for i := 0; i < rounds; i++ {
 				id := fmt.Sprintf("w%d-%d", g, i%3)
+				tool := "tool-" + id // declared by this id only
 				if _, err := reg.Register(ctx, peerregistry.Entry{ID: id, URL: fmt.Sprintf("http://127.0.0.1:%d/mcp", 1000+g),
 					Capabilities: peerregistry.Capabilities{Tools: []string{tool, "shared"}},
 					Metadata:     map[string]any{"round": float64(i)}}); err != nil {
@@ -67,7 +67,7 @@ func TestSharedRegistryUnderConcurrency(t *testing.T) {
 					fail("List: %v", err)
 					return
 				}
-				if e, err := reg.ResolveTool(tool); err != nil || e.URL != fmt.Sprintf("http://127.0.0.1:%d/mcp", 1000+g) {
+				if e, err := reg.ResolveTool(tool); err != nil || e.ID != id {
 					fail("ResolveTool(%s) = %s, %v", tool, e.ID, err)
 					return
 				}

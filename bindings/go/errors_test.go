@@ -3,6 +3,7 @@ package peerregistry_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -178,7 +179,9 @@ func TestErrInvalid(t *testing.T) {
 		{"no url", peerregistry.Entry{ID: "no-url"}},
 		{"unknown transport", peerregistry.Entry{ID: "t", URL: "http://127.0.0.1:1/mcp", Transport: "carrier-pigeon"}},
 		{"unknown liveness", peerregistry.Entry{ID: "l", URL: "http://127.0.0.1:1/mcp", Liveness: "vibes"}},
-		{"invalid UTF-8", peerregistry.Entry{ID: "u", URL: "http://127.0.0.1:1/mcp", Name: "bad \xff byte"}},
+		// encoding/json replaces invalid UTF-8 in Go strings; Extra is passed through as is.
+		{"invalid UTF-8", peerregistry.Entry{ID: "u", URL: "http://127.0.0.1:1/mcp",
+			Extra: map[string]json.RawMessage{"note": json.RawMessage("\"bad \xff byte\"")}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := reg.Register(ctx, tc.entry)
@@ -188,6 +191,10 @@ func TestErrInvalid(t *testing.T) {
 	t.Run("invalid health status", func(t *testing.T) {
 		mustRegister(t, reg, peerregistry.Entry{ID: "svc", URL: "http://127.0.0.1:1/mcp"})
 		wantCode(t, reg.SetHealth(ctx, "svc", "SUPERB", ""), peerregistry.ErrInvalid)
+	})
+	t.Run("invalid UTF-8 in id", func(t *testing.T) {
+		_, err := reg.Get("bad\xff")
+		wantCode(t, err, peerregistry.ErrInvalid)
 	})
 	t.Run("NUL byte in id", func(t *testing.T) {
 		_, err := reg.Get("svc\x00tail")
@@ -224,10 +231,20 @@ func TestErrTimeoutWhileAnotherHolderHasTheLock(t *testing.T) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
+	// Like the library's own writers, the holder records its pid in the lock file.
+	if err := lock.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.WriteAt([]byte(fmt.Sprintf("%d\n", os.Getpid())), 0); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	_, err = reg.Register(context.Background(), peerregistry.Entry{ID: "blocked", URL: "http://127.0.0.1:1/mcp"})
 	perr := wantCode(t, err, peerregistry.ErrTimeout)
 	t.Logf("lock timeout after %v: %s", time.Since(start).Round(time.Millisecond), perr.Message)
+	if !strings.Contains(perr.Message, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("timeout message does not name the holder (pid %d): %q", os.Getpid(), perr.Message)
+	}
 	// Reads take no lock and still work.
 	if _, err := reg.List(peerregistry.Filter{}); err != nil {
 		t.Fatalf("List while the lock is held: %v", err)

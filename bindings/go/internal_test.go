@@ -129,8 +129,7 @@ func TestLoadErrorNamesEveryPlaceTried(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = loadFirst(libraryCandidates("", "", brokenSub, outside))
-	if !errors.As(err, &lerr) || len(lerr.Attempts) != 1 || lerr.Attempts[0].Path != broken ||
-		strings.Contains(err.Error(), "system loader") {
+	if !errors.As(err, &lerr) || len(lerr.Attempts) != 1 || lerr.Attempts[0].Path != broken {
 		t.Fatalf("a broken repository build did not stop the search: %v", err)
 	}
 

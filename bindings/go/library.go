@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // LibraryEnv names the environment variable that points at libpeerregistry.so.
@@ -28,10 +27,9 @@ const systemLibrary = "libpeerregistry.so.0"
 
 // The library is loaded once per process: its function table is global.
 var (
-	loadMu       sync.Mutex
-	loaded       atomic.Bool
-	loadedPath   string
-	loadDuration time.Duration // dlopen + symbol lookup + the first call, for the benchmarks' report
+	loadMu     sync.Mutex
+	loaded     atomic.Bool
+	loadedPath string
 )
 
 // LoadError reports that libpeerregistry could not be loaded, with every place tried.
@@ -164,13 +162,12 @@ func ensureLoaded(explicit string) error {
 			"LoadLibrary(%q): the library is already loaded from %s", explicit, loadedPath)}
 	}
 	wd, _ := os.Getwd()
-	start := time.Now()
 	api, path, err := loadFirst(libraryCandidates(explicit, os.Getenv(LibraryEnv), sourceDir(), wd))
 	if err != nil {
 		return err
 	}
 	cInstall(api)
-	loadedPath, loadDuration = path, time.Since(start)
+	loadedPath = path
 	loaded.Store(true)
 	return nil
 }

@@ -139,7 +139,7 @@ func (r *Registry) writeID(ctx context.Context, id string, fn func(*cRegistry, [
 }
 
 // SetHealth records the health reported for id and sets health.lastCheck to now.
-// message may be empty. ErrNotFound when there is no live entry id.
+// An empty message is recorded as no message. ErrNotFound when there is no live entry id.
 func (r *Registry) SetHealth(ctx context.Context, id string, status HealthStatus, message string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -148,9 +148,11 @@ func (r *Registry) SetHealth(ctx context.Context, id string, status HealthStatus
 	if err != nil {
 		return err
 	}
-	cmsg, err := cString("message", message)
-	if err != nil {
-		return err
+	var cmsg []byte // an empty message is passed as NULL: no message
+	if message != "" {
+		if cmsg, err = cString("message", message); err != nil {
+			return err
+		}
 	}
 	return r.call(func(h *cRegistry) error { return cSetHealth(h, cid, status.code(), cmsg) })
 }
