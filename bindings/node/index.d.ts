@@ -115,23 +115,30 @@ export interface OpenOptions {
   lib?: string;
 }
 
-export interface LibraryCandidate {
+export interface LibraryAttempt {
   place: 'explicit path argument' | 'PEER_REGISTRY_LIB' | 'repository build' | 'system loader';
-  path: string;
-  configured?: boolean;
+  /** null when the place was not configured. */
+  path: string | null;
+  reason: string;
+}
+
+/** Thrown when no library loads: code 'ERR_PEERREG_LIBRARY_NOT_FOUND', `tried` in order. */
+export interface LibraryNotFoundError extends Error {
+  code: 'ERR_PEERREG_LIBRARY_NOT_FOUND';
+  tried: LibraryAttempt[];
 }
 
 /**
- * Loads libpeerregistry once per process and returns the real path loaded. Looks, in order,
- * at: the explicit path, $PEER_REGISTRY_LIB, the repository's build/lib/libpeerregistry.so,
- * the system loader (libpeerregistry.so.0). Throws an Error with code
- * 'ERR_PEERREG_LIBRARY_NOT_FOUND' naming every place tried, or 'ERR_PEERREG_LIBRARY_CONFLICT'
- * when another library file is already loaded.
+ * Loads libpeerregistry once per process and returns the real path loaded, from the first of:
+ * the explicit path, $PEER_REGISTRY_LIB, the repository's build/lib/libpeerregistry.so, the
+ * system loader (libpeerregistry.so.0). A place that is given (or, for the repository build,
+ * exists) but does not load is an error, not a reason to try the next. Throws a
+ * LibraryNotFoundError ('ERR_PEERREG_LIBRARY_NOT_FOUND') naming every place tried, or an Error
+ * with code 'ERR_PEERREG_LIBRARY_CONFLICT' when another library file is already loaded.
  */
 export function loadLibrary(path?: string): string;
 /** The real path of the loaded library, or null. */
 export function libraryPath(): string | null;
-export function libraryCandidates(explicitPath?: string): LibraryCandidate[];
 /** The library's version, e.g. "0.1.0". */
 export function version(): string;
 /** The library's version number: major*1000000 + minor*1000 + patch. */
@@ -203,7 +210,6 @@ declare const peerRegistry: {
   PeerRegistryError: typeof PeerRegistryError;
   loadLibrary: typeof loadLibrary;
   libraryPath: typeof libraryPath;
-  libraryCandidates: typeof libraryCandidates;
   version: typeof version;
   versionNumber: typeof versionNumber;
   errstr: typeof errstr;

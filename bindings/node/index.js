@@ -45,29 +45,6 @@ const kinds = Object.freeze({ ...native.kinds });
 /** Health states for setHealth(). */
 const health = Object.freeze({ ...native.health });
 
-/**
- * Where libpeerregistry is looked for, in order (the rule shared with the Python and Go
- * bindings): the explicit path argument, $PEER_REGISTRY_LIB, this repository's
- * build/lib/libpeerregistry.so, then the system loader (libpeerregistry.so.0).
- */
-function libraryCandidates(explicitPath) {
-  const candidates = [];
-  if (explicitPath != null && explicitPath !== '') {
-    candidates.push({
-      place: 'explicit path argument',
-      path: path.resolve(String(explicitPath)),
-      configured: true,
-    });
-  }
-  const fromEnv = process.env.PEER_REGISTRY_LIB;
-  if (fromEnv) {
-    candidates.push({ place: 'PEER_REGISTRY_LIB', path: path.resolve(fromEnv), configured: true });
-  }
-  candidates.push({ place: 'repository build', path: REPO_LIBRARY });
-  candidates.push({ place: 'system loader', path: SYSTEM_LIBRARY });
-  return candidates;
-}
-
 function sameFile(a, b) {
   try {
     return fs.realpathSync(a) === fs.realpathSync(b);
@@ -76,51 +53,70 @@ function sameFile(a, b) {
   }
 }
 
+function libraryNotFound(tried) {
+  const error = new Error(
+    'peer-registry: could not load libpeerregistry; tried:\n' +
+      tried.map((t) => `  - ${t.place}: ${t.path ? `${t.path}: ` : ''}${t.reason}`).join('\n'),
+  );
+  error.code = 'ERR_PEERREG_LIBRARY_NOT_FOUND';
+  error.tried = tried;
+  return error;
+}
+
+/*
+ * The lookup rule, shared with the Python and Go bindings:
+ *   1. the explicit path argument (open({lib}) or loadLibrary(path));
+ *   2. else $PEER_REGISTRY_LIB;
+ *   3. else the repository build, ../../build/lib/libpeerregistry.so from this package;
+ *   4. else the system loader (libpeerregistry.so.0).
+ * A place that is given (1, 2) or exists (3) but does not load is an error, never a reason to
+ * load another build instead: that would hide the mistake. The error names each place tried.
+ */
+function locateLibrary(explicitPath) {
+  const tried = [];
+  const attempt = (place, file) => {
+    try {
+      return native.loadLibrary(file);
+    } catch (error) {
+      if (error.code !== 'ERR_PEERREG_LIBRARY_LOAD') throw error;
+      tried.push({ place, path: file, reason: error.message.replace(`${file}: `, '') });
+      throw libraryNotFound(tried);
+    }
+  };
+  if (explicitPath != null && explicitPath !== '') {
+    return attempt('explicit path argument', path.resolve(String(explicitPath)));
+  }
+  tried.push({ place: 'explicit path argument', path: null, reason: 'none given' });
+  const fromEnv = process.env.PEER_REGISTRY_LIB;
+  if (fromEnv) return attempt('PEER_REGISTRY_LIB', path.resolve(fromEnv));
+  tried.push({ place: 'PEER_REGISTRY_LIB', path: null, reason: 'not set' });
+  if (fs.existsSync(REPO_LIBRARY)) return attempt('repository build', REPO_LIBRARY);
+  tried.push({
+    place: 'repository build',
+    path: REPO_LIBRARY,
+    reason: 'does not exist (build it with `make lib`)',
+  });
+  return attempt('system loader', SYSTEM_LIBRARY);
+}
+
 /**
  * Loads libpeerregistry (once per process) and returns the real path of the file loaded.
- * With no argument, returns the already loaded library or searches the places above.
- * Throws ERR_PEERREG_LIBRARY_NOT_FOUND, naming every place tried and why it failed, or
+ * With no argument, returns the library already loaded, or applies the lookup rule above.
+ * Throws ERR_PEERREG_LIBRARY_NOT_FOUND (naming every place tried and why it failed), or
  * ERR_PEERREG_LIBRARY_CONFLICT when a different library file is already loaded.
  */
 function loadLibrary(libraryPath) {
   const loaded = native.libraryPath();
-  if (loaded !== null) {
-    if (libraryPath != null && libraryPath !== '' && !sameFile(libraryPath, loaded)) {
-      const error = new Error(
-        `peer-registry: ${loaded} is already loaded in this process; ` +
-          `cannot also load ${path.resolve(String(libraryPath))}`,
-      );
-      error.code = 'ERR_PEERREG_LIBRARY_CONFLICT';
-      throw error;
-    }
-    return loaded;
+  if (loaded === null) return locateLibrary(libraryPath);
+  if (libraryPath != null && libraryPath !== '' && !sameFile(libraryPath, loaded)) {
+    const error = new Error(
+      `peer-registry: ${loaded} is already loaded in this process; ` +
+        `cannot also load ${path.resolve(String(libraryPath))} (one libpeerregistry per process)`,
+    );
+    error.code = 'ERR_PEERREG_LIBRARY_CONFLICT';
+    throw error;
   }
-  const failures = [];
-  for (const candidate of libraryCandidates(libraryPath)) {
-    try {
-      const loadedPath = native.loadLibrary(candidate.path);
-      // A configured place that did not load is not silently skipped: say so, once.
-      for (const failure of failures.filter((f) => f.configured)) {
-        process.emitWarning(
-          `${failure.place} ${failure.path} did not load (${failure.reason}); ` +
-            `using ${loadedPath} (${candidate.place})`,
-          { code: 'PEERREG_LIBRARY_FALLBACK' },
-        );
-      }
-      return loadedPath;
-    } catch (error) {
-      if (error.code !== 'ERR_PEERREG_LIBRARY_LOAD') throw error;
-      failures.push({ ...candidate, reason: error.message });
-    }
-  }
-  const error = new Error(
-    'peer-registry: libpeerregistry not found. Tried:\n' +
-      failures.map((f) => `  - ${f.place}: ${f.path} (${f.reason})`).join('\n') +
-      '\nBuild it with `make lib`, or set PEER_REGISTRY_LIB to the library file.',
-  );
-  error.code = 'ERR_PEERREG_LIBRARY_NOT_FOUND';
-  error.tried = failures;
-  throw error;
+  return loaded;
 }
 
 /** The real path of the loaded library, or null before anything loaded it. */
@@ -335,7 +331,6 @@ module.exports = {
   PeerRegistryError,
   loadLibrary,
   libraryPath,
-  libraryCandidates,
   version,
   versionNumber,
   errstr,

@@ -11,7 +11,6 @@ export const {
   PeerRegistryError,
   loadLibrary,
   libraryPath,
-  libraryCandidates,
   version,
   versionNumber,
   errstr,

@@ -802,11 +802,15 @@ static napi_value js_load_library(napi_env env, napi_callback_info info) {
             if (missing) {
                 snprintf(failure, sizeof failure, "%s: symbol %s not found", path, missing);
             } else if (number / 1000000 != PEERREG_VERSION_NUMBER / 1000000 ||
-                       number < PEERREG_VERSION_NUMBER) {
+                       number / 1000 % 1000 < PEERREG_VERSION_NUMBER / 1000 % 1000) {
+                /* Same rule as the Python and Go bindings: the header's major version, and at
+                 * least its minor version. */
                 snprintf(failure, sizeof failure,
-                         "%s: library version %d (%s) is not compatible with header version "
-                         "%d (%s)",
-                         path, number, api.version_(), PEERREG_VERSION_NUMBER, PEERREG_VERSION);
+                         "%s: libpeerregistry %s (%d) is not compatible with this binding, "
+                         "which needs %d.%d.x or a later %d.x (header PEERREG_VERSION_NUMBER %d)",
+                         path, api.version_(), number, PEERREG_VERSION_NUMBER / 1000000,
+                         PEERREG_VERSION_NUMBER / 1000 % 1000, PEERREG_VERSION_NUMBER / 1000000,
+                         PEERREG_VERSION_NUMBER);
             }
             if (failure[0]) {
                 dlclose(handle);

@@ -1,12 +1,15 @@
 'use strict';
-// Where the library is found: explicit path argument, then $PEER_REGISTRY_LIB, then the
-// repository's build/lib/libpeerregistry.so, then the system loader (libpeerregistry.so.0).
-// Loading happens once per process, so every case runs in a child process.
+// Where the library is found: the explicit path argument, else $PEER_REGISTRY_LIB, else the
+// repository's build/lib/libpeerregistry.so, else the system loader (libpeerregistry.so.0).
+// A place given (or, for the repository build, present) that does not load is an error, never
+// a reason to load another build. Loading happens once per process, so every case runs in a
+// child process.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 
 const peerRegistry = require('..');
 const { PACKAGE_DIR, REPO_DIR, tempRegistry, runNode } = require('../test-support/helpers');
@@ -112,54 +115,96 @@ test('the system loader is the last resort (libpeerregistry.so.0 on LD_LIBRARY_P
   assert.equal(value, copy);
 });
 
-test('a configured place that fails is reported as a warning, and the search goes on', async (t) => {
-  const missing = path.join(tempRegistry(t).dir, 'no-such-lib.so');
-  const { value, stderr } = await inChild('return pr.loadLibrary();', {
-    env: cleanEnv({ PEER_REGISTRY_LIB: missing }),
-  });
-  assert.equal(value, fs.realpathSync(REPO_LIBRARY));
-  assert.match(stderr, /PEERREG_LIBRARY_FALLBACK/);
-  assert.ok(stderr.includes(missing), stderr);
-});
-
-test('not found: the error names every place tried and why', async (t) => {
-  const pkg = packageCopy(t);
-  const { dir } = tempRegistry(t);
-  const explicit = path.join(dir, 'explicit-missing.so');
-  const fromEnv = path.join(dir, 'env-missing.so');
-  const notElf = path.join(dir, 'not-a-library.so');
-  fs.writeFileSync(notElf, 'this is not an ELF file');
+/** The error a child got from `call` (a JS expression that should throw). */
+async function errorInChild(call, options) {
   const { value } = await inChild(
-    `try { pr.open({ path: ${JSON.stringify(path.join(dir, 'servers.json'))},
-                     lib: ${JSON.stringify(explicit)} }); return null; }
+    `try { ${call}; return null; }
      catch (e) { return { code: e.code, message: e.message, tried: e.tried }; }`,
-    { packageDir: pkg, env: cleanEnv({ PEER_REGISTRY_LIB: fromEnv }) },
+    options,
   );
-  assert.equal(value.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+  assert.ok(value, 'expected an error');
+  return value;
+}
+
+test('not found: the error names every place tried, in order, and why', async (t) => {
+  const pkg = packageCopy(t);
   const repoCandidate = path.resolve(pkg, '..', '..', 'build', 'lib', 'libpeerregistry.so');
-  const expected = [
-    ['explicit path argument', explicit],
-    ['PEER_REGISTRY_LIB', fromEnv],
+  const error = await errorInChild('pr.loadLibrary()', { packageDir: pkg });
+  assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+  assert.deepEqual(error.tried.map((a) => [a.place, a.path]), [
+    ['explicit path argument', null],
+    ['PEER_REGISTRY_LIB', null],
     ['repository build', repoCandidate],
     ['system loader', 'libpeerregistry.so.0'],
+  ]);
+  const lines = [
+    'explicit path argument: none given',
+    'PEER_REGISTRY_LIB: not set',
+    `repository build: ${repoCandidate}: does not exist`,
+    'system loader: libpeerregistry.so.0: ',
   ];
-  assert.deepEqual(value.tried.map((c) => [c.place, c.path]), expected);
   let lastIndex = -1;
-  for (const [place, where] of expected) {
-    const index = value.message.indexOf(`${place}: ${where}`);
-    assert.ok(index > lastIndex, `message lists ${place} (${where}) in order:\n${value.message}`);
+  for (const line of lines) {
+    const index = error.message.indexOf(line);
+    assert.ok(index > lastIndex, `message has "${line}" in order:\n${error.message}`);
     lastIndex = index;
   }
-  assert.match(value.message, /No such file or directory/);
-  assert.ok(!fs.existsSync(path.join(dir, 'servers.json')), 'nothing was created');
-
-  const notElfResult = await inChild(
-    `try { pr.loadLibrary(${JSON.stringify(notElf)}); return null; }
-     catch (e) { return e.message; }`,
-    { packageDir: pkg },
-  );
-  assert.match(notElfResult.value, /not-a-library\.so.*(invalid ELF header|file too short)/);
+  assert.match(error.message, /libpeerregistry\.so\.0: cannot open shared object file/);
 });
+
+test('an explicit path that does not load is an error, even with a working library elsewhere',
+  async (t) => {
+    const { dir } = tempRegistry(t);
+    const explicit = path.join(dir, 'explicit-missing.so');
+    const registryFile = path.join(dir, 'servers.json');
+    const error = await errorInChild(
+      `pr.open({ path: ${JSON.stringify(registryFile)}, lib: ${JSON.stringify(explicit)} })`,
+      { env: cleanEnv({ PEER_REGISTRY_LIB: fs.realpathSync(REPO_LIBRARY) }) },
+    );
+    assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+    assert.deepEqual(error.tried.map((a) => a.place), ['explicit path argument']);
+    assert.ok(error.message.includes(`explicit path argument: ${explicit}: cannot open`),
+      error.message);
+    assert.ok(!fs.existsSync(registryFile), 'nothing was opened');
+  });
+
+test('a $PEER_REGISTRY_LIB that does not load is an error, not a fall-through', async (t) => {
+  const { dir } = tempRegistry(t);
+  const notElf = path.join(dir, 'not-a-library.so');
+  fs.writeFileSync(notElf, 'this is not an ELF file');
+  const error = await errorInChild('pr.loadLibrary()', {
+    env: cleanEnv({ PEER_REGISTRY_LIB: notElf }),
+  });
+  assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+  assert.deepEqual(error.tried.map((a) => [a.place, a.path]), [
+    ['explicit path argument', null],
+    ['PEER_REGISTRY_LIB', notElf],
+  ]);
+  assert.match(error.message,
+    /PEER_REGISTRY_LIB: .*not-a-library\.so: (invalid ELF header|file too short)/);
+  assert.ok(!error.message.includes('repository build'), error.message);
+});
+
+test('a repository build that exists but does not load is an error, not a fall-through',
+  async (t) => {
+    const pkg = packageCopy(t);
+    const repoCandidate = path.resolve(pkg, '..', '..', 'build', 'lib', 'libpeerregistry.so');
+    fs.mkdirSync(path.dirname(repoCandidate), { recursive: true });
+    fs.writeFileSync(repoCandidate, 'a broken build');
+    // A working libpeerregistry.so.0 for the system loader, which must not be used.
+    const systemCopy = libraryCopy(t, 'libpeerregistry.so.0');
+    const error = await errorInChild('pr.loadLibrary()', {
+      packageDir: pkg,
+      env: cleanEnv({ LD_LIBRARY_PATH: path.dirname(systemCopy) }),
+    });
+    assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+    assert.deepEqual(error.tried.map((a) => a.place), [
+      'explicit path argument',
+      'PEER_REGISTRY_LIB',
+      'repository build',
+    ]);
+    assert.ok(error.message.includes(`repository build: ${repoCandidate}: `), error.message);
+  });
 
 test('a file without the peerreg_* symbols is refused, naming the missing symbol', async (t) => {
   const pkg = packageCopy(t);
@@ -187,20 +232,37 @@ test('another library file cannot be loaded over the one in use', async (t) => {
   assert.equal(value.conflict, 'ERR_PEERREG_LIBRARY_CONFLICT');
 });
 
-test('libraryCandidates() lists the lookup order', (t) => {
-  const saved = process.env.PEER_REGISTRY_LIB;
-  process.env.PEER_REGISTRY_LIB = '/env/lib.so';
-  t.after(() => {
-    if (saved === undefined) delete process.env.PEER_REGISTRY_LIB;
-    else process.env.PEER_REGISTRY_LIB = saved;
-  });
-  assert.deepEqual(
-    peerRegistry.libraryCandidates('/explicit/lib.so').map((c) => [c.place, c.path]),
-    [
-      ['explicit path argument', '/explicit/lib.so'],
-      ['PEER_REGISTRY_LIB', '/env/lib.so'],
-      ['repository build', REPO_LIBRARY],
-      ['system loader', 'libpeerregistry.so.0'],
-    ],
-  );
+test('a library of another major version, or an older minor, is refused', async (t) => {
+  const { dir } = tempRegistry(t, 'peerreg-fake-');
+  // A stand-in exporting every peerreg_* symbol, built with the same compiler as the addon.
+  const symbols = [
+    'open', 'close', 'register', 'unregister', 'get', 'list', 'resolve', 'set_health',
+    'heartbeat', 'prune', 'watch_open', 'watch_fd', 'watch_next', 'watch_close', 'free',
+    'error_code', 'error_message', 'error_free', 'errstr',
+  ];
+  const fake = (versionNumber, name) => {
+    const source = path.join(dir, `${name}.c`);
+    fs.writeFileSync(source, [
+      `const char *peerreg_version(void) { return "fake"; }`,
+      `int peerreg_version_number(void) { return ${versionNumber}; }`,
+      ...symbols.map((s) => `int peerreg_${s}(void) { return 0; }`),
+    ].join('\n'));
+    const library = path.join(dir, `${name}.so`);
+    const cc = spawnSync(process.env.CC || 'cc', ['-shared', '-fPIC', source, '-o', library]);
+    assert.equal(cc.status, 0, String(cc.stderr));
+    return library;
+  };
+  const header = peerRegistry.HEADER_VERSION_NUMBER;
+  const nextMajor = fake((Math.floor(header / 1000000) + 1) * 1000000, 'next-major');
+  const error = await errorInChild(`pr.loadLibrary(${JSON.stringify(nextMajor)})`);
+  assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+  assert.match(error.message, /not compatible with this binding/);
+  if (header % 1000000 >= 1000) {
+    const olderMinor = fake(header - 1000, 'older-minor');
+    const older = await errorInChild(`pr.loadLibrary(${JSON.stringify(olderMinor)})`);
+    assert.match(older.message, /not compatible with this binding/);
+  }
+  const newerMinor = fake(header + 1000, 'newer-minor');
+  const { value } = await inChild(`return pr.loadLibrary(${JSON.stringify(newerMinor)});`);
+  assert.equal(value, newerMinor, 'a later minor of the same major is accepted');
 });

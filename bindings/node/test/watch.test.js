@@ -283,3 +283,29 @@ test('an exception thrown by a listener is an uncaught exception of the process'
   assert.equal(result.code, 7, result.stderr);
   assert.match(result.stdout, /uncaught: listener failed/);
 });
+
+test("a corrupt file is an 'error' event; the watch goes on once the file is good", async (t) => {
+  const { registry, file } = openTemp(t);
+  registry.register(entry('survivor', { liveness: 'none' }));
+  const watch = watchTemp(t, registry);
+  const errors = [];
+  watch.on('error', (error) => errors.push(error));
+  const fs = require('node:fs');
+  const good = fs.readFileSync(file, 'utf8');
+  // Replace the file the way a broken writer would (rename over it), then repair it.
+  fs.writeFileSync(`${file}.garbage`, 'garbage{', { mode: 0o600 });
+  fs.renameSync(`${file}.garbage`, file);
+  await waitFor(() => errors.length > 0, { what: "an 'error' event" });
+  assert.equal(errors[0].code, 'PEERREG_ECORRUPT');
+  assert.ok(errors[0].message.includes(file), errors[0].message);
+
+  const repaired = JSON.parse(good);
+  repaired.generation += 10;
+  repaired.servers.push({ id: 'after-repair', url: 'http://127.0.0.1:7200/mcp', liveness: 'none' });
+  const added = nextEvent(watch, 'added');
+  fs.writeFileSync(`${file}.repaired`, JSON.stringify(repaired), { mode: 0o600 });
+  fs.renameSync(`${file}.repaired`, file);
+  const [e] = await added;
+  assert.equal(e.id, 'after-repair');
+  assert.ok(errors.length <= 2, `${errors.length} errors for one corruption`);
+});
