@@ -2,6 +2,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 
 static pthread_mutex_t tracked_lock = PTHREAD_MUTEX_INITIALIZER;
 static int *tracked = NULL;
@@ -46,4 +48,27 @@ int prshim_tracked_count(void) {
     int n = tracked_len;
     pthread_mutex_unlock(&tracked_lock);
     return n;
+}
+
+int prshim_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int prshim_epoll_add(int epfd, int fd) {
+    struct epoll_event ev = { .events = EPOLLIN, .data = { .fd = fd } };
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int prshim_epoll_wait(int epfd, int timeout_ms) {
+    struct epoll_event ev;
+    return epoll_wait(epfd, &ev, 1, timeout_ms);
+}
+
+int prshim_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
+
+int prshim_timerfd_arm(int fd, long long ms) {
+    struct itimerspec spec = { 0 };
+    if (ms > 0) {
+        spec.it_value.tv_sec = (time_t)(ms / 1000);
+        spec.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+    }
+    return timerfd_settime(fd, 0, &spec, NULL);
 }

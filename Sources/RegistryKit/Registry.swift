@@ -15,11 +15,22 @@ import Synchronization
 public final class Registry: Sendable {
     /// How a registry handle behaves.
     public struct Options: Sendable {
-        /// How long a write waits for the file lock before failing with `.timeout`.
-        public var lockTimeout: Duration = .seconds(5)
+        /// How long a write waits for the file lock before failing with `.timeout`: 5 s, or
+        /// `$PEER_REGISTRY_LOCK_TIMEOUT_MS` milliseconds when that is set to a positive integer.
+        public var lockTimeout: Duration = Options.environmentLockTimeout ?? .seconds(5)
         /// Size limits enforced on read and write.
         public var limits: RegistryLimits = .default
         public init() {}
+
+        static var environmentLockTimeout: Duration? {
+            guard let raw = getenv("PEER_REGISTRY_LOCK_TIMEOUT_MS"), let ms = Int(String(cString: raw)), ms > 0 else { return nil }
+            return .milliseconds(ms)
+        }
+
+        var lockTimeoutMicros: Int64 {
+            let c = lockTimeout.components
+            return c.seconds.multipliedReportingOverflow(by: 1_000_000).partialValue &+ c.attoseconds / 1_000_000_000_000
+        }
     }
 
     /// The registry file's path, as given (or the default).
@@ -163,9 +174,7 @@ public final class Registry: Sendable {
         } else {
             try checkUsable()
         }
-        let timeout = Int64(options.lockTimeout.components.seconds) * 1_000_000
-            + Int64(options.lockTimeout.components.attoseconds / 1_000_000_000_000)
-        return try store.withWriteLock(timeoutMicros: timeout) { () throws(RegistryError) -> (T, Int) in
+        return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> (T, Int) in
             let base = try currentDocumentForWrite()
             var txn = Transaction(document: base)
             do throws(RegistryError) {
@@ -456,8 +465,9 @@ public final class Registry: Sendable {
             defer { closedir(stream) }
             rewinddir(stream)
             while let ent = readdir(stream) {
-                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                // Only the bytes up to the NUL are initialised: read through a pointer, never copy.
+                let name = withUnsafeMutablePointer(to: &ent.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
                 }
                 guard name.hasSuffix(".lease") else { continue }
                 let id = String(name.dropLast(6))
@@ -476,8 +486,7 @@ public final class Registry: Sendable {
     @discardableResult
     public func repair() throws(RegistryError) -> String? {
         try checkUsable()
-        let timeout = Int64(options.lockTimeout.components.seconds) * 1_000_000
-        return try store.withWriteLock(timeoutMicros: timeout) { () throws(RegistryError) -> String? in
+        return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> String? in
             do throws(RegistryError) {
                 _ = try store.read()
                 return nil

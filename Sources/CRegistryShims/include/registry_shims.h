@@ -14,4 +14,12 @@ void prshim_untrack_fd(int fd);
 /* Number of fds currently tracked (for tests). */
 int prshim_tracked_count(void);
 
+/* epoll and timerfd, which Swift's Glibc module does not import. All descriptors are
+ * O_CLOEXEC and non-blocking. Return -1 with errno set on failure. */
+int prshim_epoll_create(void);
+int prshim_epoll_add(int epfd, int fd);          /* watch fd for readability */
+int prshim_epoll_wait(int epfd, int timeout_ms); /* number ready (0 on timeout) */
+int prshim_timerfd_create(void);                 /* CLOCK_MONOTONIC */
+int prshim_timerfd_arm(int fd, long long ms);    /* one shot in ms; 0 disarms */
+
 #endif

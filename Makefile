@@ -1,0 +1,57 @@
+# peer-registry — the two commands a newcomer needs:
+#   make run    the main job on the default registry
+#   make test   every test: Swift, C (valgrind), Python, Node, Go
+SHELL := /bin/bash
+SWIFT ?= swift
+BUILD := build
+LIB_SCRATCH := .build-lib
+VERSION := 0.1.0
+LIBDIR := $(BUILD)/lib
+LIBFILE := $(LIBDIR)/libpeerregistry.so.$(VERSION)
+LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
+	-Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+	-Xlinker --version-script=$(CURDIR)/Sources/CRegistry/peerregistry.map \
+	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
+LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
+
+.PHONY: all run lib test test-swift test-c test-python test-node test-go clean
+
+all: lib
+
+## The main job: list the servers in the default registry.
+run:
+	$(SWIFT) run -c release peer-registry list
+
+## The self-contained C library, header and pkg-config file under build/.
+lib: $(LIBFILE)
+
+$(LIBFILE): $(LIB_SOURCES) Makefile
+	$(SWIFT) build $(LIB_FLAGS)
+	mkdir -p $(LIBDIR)/pkgconfig $(BUILD)/include
+	cp $(LIB_SCRATCH)/release/libpeerregistry.so $@.tmp && strip --strip-unneeded $@.tmp && mv $@.tmp $@
+	ln -sf libpeerregistry.so.$(VERSION) $(LIBDIR)/libpeerregistry.so.0
+	ln -sf libpeerregistry.so.0 $(LIBDIR)/libpeerregistry.so
+	cp include/peer_registry.h $(BUILD)/include/
+	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
+
+test: test-swift test-c test-python test-node test-go
+	@echo "make test: every suite passed"
+
+test-swift:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+test-c: lib
+	bash tests/c/run.sh
+
+test-python: lib
+	bash bindings/python/run-tests.sh
+
+test-node: lib
+	bash bindings/node/run-tests.sh
+
+test-go: lib
+	bash bindings/go/run-tests.sh
+
+clean:
+	rm -rf $(BUILD) .build $(LIB_SCRATCH)
