@@ -87,3 +87,13 @@ def wait_for(predicate: Callable[[], Optional[T]], timeout: float = 10.0, what: 
 
 def ids(entries: List[peer_registry.ServerEntry]) -> List[str]:
     return sorted(e["id"] for e in entries)
+
+
+def reap(child: "subprocess.Popen[str]") -> None:
+    """Kill ``child`` if it still runs, wait for it and close its pipes."""
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    for pipe in (child.stdin, child.stdout, child.stderr):
+        if pipe is not None:
+            pipe.close()

@@ -15,7 +15,7 @@ import pytest
 import peer_registry
 from peer_registry import Registry
 
-from _support import spawn_python
+from _support import reap, spawn_python
 
 URL = "http://127.0.0.1:8080/mcp"
 
@@ -111,7 +111,8 @@ def test_permission_denied_for_a_world_writable_directory(tmp_path: Path, lib: p
     shared.chmod(0o777)
     with pytest.raises(peer_registry.PermissionDeniedError) as excinfo:
         Registry(shared / "servers.json")
-    check(excinfo, -6)
+    message = check(excinfo, -6)
+    assert str(shared) in message and "chmod" in message  # it says how to fix it
     assert isinstance(excinfo.value, PermissionError)
     shared.chmod(0o700)
     Registry(shared / "servers.json").close()  # the fix the message asks for works
@@ -153,8 +154,7 @@ def test_lock_timeout_while_another_process_holds_the_lock(reg: Registry, regist
         check(excinfo, -7)
         assert time.monotonic() - started > 0.05  # it waited before giving up
     finally:
-        holder.kill()
-        holder.communicate()
+        reap(holder)
     # Reads take no lock and the lock is free again.
     reg.register({"id": "blocked", "url": URL})
     assert reg.get("blocked")["id"] == "blocked"

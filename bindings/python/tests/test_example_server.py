@@ -27,7 +27,7 @@ def rpc(url: str, payload: object) -> object:
         return json.loads(response.read())
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_example_server_registers_answers_and_unregisters(reg: Registry, registry_path: Path,
                                                           stop_signal: signal.Signals) -> None:
     env = child_env({"PEER_REGISTRY_PATH": str(registry_path)})

@@ -10,7 +10,7 @@ import pytest
 import peer_registry
 from peer_registry import Registry
 
-from _support import ids, spawn_registrant
+from _support import ids, reap, spawn_registrant
 
 
 def test_sigkilled_registrant_disappears(reg: Registry, registry_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_sigkilled_registrant_disappears(reg: Registry, registry_path: Path) -> 
     assert reg.resolve_tool("childTool")["id"] == "doomed"
 
     child.send_signal(signal.SIGKILL)
-    child.communicate()
+    reap(child)
     assert child.returncode == -signal.SIGKILL
 
     with pytest.raises(peer_registry.NotFoundError):
@@ -38,5 +38,4 @@ def test_live_registrant_holds_its_id(reg: Registry, registry_path: Path) -> Non
         with pytest.raises(peer_registry.AlreadyExistsError):
             reg.register({"id": "alive", "url": "http://127.0.0.1:2/mcp"})
     finally:
-        child.kill()
-        child.communicate()
+        reap(child)
