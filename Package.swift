@@ -3,7 +3,8 @@ import PackageDescription
 
 // RegistryKit is pure Swift on Glibc (no Foundation), so the self-contained libpeerregistry.so
 // stays small. CRegistry holds only the C exports, checked against include/peer_registry.h by
-// `@c @implementation`. The CLI and its HTTP/MCP dependencies live in their own targets.
+// `@c @implementation`. The HTTP/SSE server and the MCP server are libraries of their own, used
+// by the peer-registry CLI and tested directly.
 let package = Package(
     name: "peer-registry",
     platforms: [.macOS(.v15)],
@@ -14,18 +15,35 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
     ],
     targets: [
+        // The core.
         .target(name: "CRegistryShims", path: "Sources/CRegistryShims"),
         .target(name: "RegistryKit", dependencies: ["CRegistryShims"]),
+        // The C ABI.
         .target(name: "CPeerRegistryHeader", path: "Sources/CPeerRegistryHeader"),
         .target(name: "CRegistry", dependencies: ["RegistryKit", "CPeerRegistryHeader"]),
+        // Servers built on the core.
+        .target(
+            name: "RegistryHTTP",
+            dependencies: ["RegistryKit", .product(name: "Hummingbird", package: "hummingbird")],
+            resources: [.copy("Static")]
+        ),
+        .target(name: "RegistryMCP", dependencies: ["RegistryKit", .product(name: "MCP", package: "swift-sdk")]),
+        // The CLI.
         .executableTarget(
             name: "peer-registry",
-            dependencies: ["RegistryKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "RegistryKit", "RegistryHTTP", "RegistryMCP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         // A small helper process for the multi-process tests (registers, lists, dies on cue).
         .executableTarget(name: "registry-crowd-worker", dependencies: ["RegistryKit"], path: "Tests/CrowdWorker"),
         .testTarget(name: "RegistryKitTests", dependencies: ["RegistryKit"]),
+        .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "RegistryMCPTests", dependencies: ["RegistryMCP", "RegistryKit", .product(name: "MCP", package: "swift-sdk")]),
     ]
 )

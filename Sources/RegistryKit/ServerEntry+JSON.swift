@@ -178,8 +178,9 @@ extension ServerEntry {
         }
     }
 
-    /// The entry as a JSON object, known fields first in a fixed order, then unknown ones as read.
-    var jsonObject: JSONObject {
+    /// The entry as a JSON object, known fields first in a fixed order, then unknown ones as read
+    /// (exactly what the file holds for it).
+    public var jsonObject: JSONObject {
         var m: [JSONObject.Member] = []
         m.reserveCapacity(16 + extra.count)
         func add(_ k: String, _ v: JSONValue?) { if let v { m.append(.init(key: k, value: v)) } }

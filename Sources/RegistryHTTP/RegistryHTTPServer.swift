@@ -1,0 +1,1 @@
+// The HTTP/SSE registry server: being written (issue 6).
