@@ -20,7 +20,6 @@ import ctypes
 import os
 import threading
 from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, string_at
-from pathlib import Path
 from typing import Any, List, Optional, Tuple, Union
 
 from .errors import LibraryNotFoundError, RegistryError, error_for_code
@@ -181,11 +180,16 @@ def _major_minor(version_number: int) -> Tuple[int, int]:
     return version_number // 1_000_000, version_number // 1000 % 1000
 
 
-def _repository_root(start: Path) -> Optional[Path]:
-    for directory in start.parents:
-        if (directory / "include" / "peer_registry.h").is_file():
+def _repository_root(start: str) -> Optional[str]:
+    """The nearest directory above ``start`` that holds include/peer_registry.h."""
+    directory = os.path.dirname(start)
+    while True:
+        if os.path.isfile(os.path.join(directory, "include", "peer_registry.h")):
             return directory
-    return None
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
 
 
 def _locate(explicit: Optional[StrPath]) -> Library:
@@ -215,16 +219,16 @@ def _locate(explicit: Optional[StrPath]) -> Library:
         return load(env, LIB_ENV, f"${LIB_ENV}")
     tried.append(f"${LIB_ENV}: not set")
 
-    here = Path(__file__).resolve()
-    root = _repository_root(here)
+    package_dir = os.path.dirname(os.path.realpath(__file__))
+    root = _repository_root(package_dir)
     if root is None:
         tried.append(
-            f"repository build: no directory above {here.parent} contains include/peer_registry.h"
+            f"repository build: no directory above {package_dir} contains include/peer_registry.h"
         )
     else:
-        candidate = root / REPO_RELATIVE
-        if candidate.is_file():
-            return load(str(candidate), "repository", "repository build")
+        candidate = os.path.join(root, REPO_RELATIVE)
+        if os.path.isfile(candidate):
+            return load(candidate, "repository", "repository build")
         tried.append(f"repository build: {candidate} does not exist (build it with `make lib`)")
 
     return load(SYSTEM_NAME, "system", "system loader")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -14,6 +13,8 @@ from .errors import ClosedError
 from .types import WatchEvent
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._lib import Library
 
 __all__ = ["Watch"]
@@ -137,6 +138,8 @@ class Watch:
         return self
 
     async def __anext__(self) -> WatchEvent:
+        import asyncio  # here, not at the top: it would triple the package's import time
+
         loop = asyncio.get_running_loop()
         while True:
             if self._handle is None:
