@@ -1,6 +1,6 @@
 """Finding, loading and declaring libpeerregistry (the C ABI in include/peer_registry.h).
 
-Lookup rule, shared with the Node and Go bindings:
+Lookup rule (one rule for the Python, Node and Go bindings):
 
 1. an explicit path (``load_library(path)`` or ``Registry(lib=path)``);
 2. else ``$PEER_REGISTRY_LIB``;
