@@ -131,6 +131,16 @@ PEERREG_API int peerreg_heartbeat(peerreg_registry *reg, const char *id, peerreg
  * the number of entries removed. Writers prune anyway; this is for tools and tests. */
 PEERREG_API int peerreg_prune(peerreg_registry *reg, int *out_removed, peerreg_error **err);
 
+/* Actively probes the live entry `id` by its transport — TCP connect for "ws", an HTTP request
+ * carrying an MCP "ping" JSON-RPC for "http" and "sse" — and records what it found: a success
+ * makes the entry HEALTHY; consecutive failures (health.consecutiveFailures) make it DEGRADED
+ * after 1 and DOWN after 3. health.message and health.lastCheck say what was seen. Blocks up to
+ * timeout_ms (<= 0: 2000) plus one write. If out_entry_json is not NULL it receives the entry as
+ * stored after the probe (free with peerreg_free). PEERREG_ENOTFOUND when there is no live entry.
+ * A failed probe is not an error: it is recorded, and the call returns PEERREG_OK. */
+PEERREG_API int peerreg_probe(peerreg_registry *reg, const char *id, int timeout_ms,
+                              char **out_entry_json, peerreg_error **err);
+
 /* ---- reading (no lock; re-parses only when the file changed) ------------------------------ */
 
 /* The live entry `id` as JSON in *out_entry_json (free with peerreg_free).

@@ -152,6 +152,16 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
     }
 }
 
+@c @implementation public func peerreg_probe(_ reg: OpaquePointer?, _ id: CString?, _ timeoutMs: Int32, _ out: OutString?, _ err: OutError?) -> Int32 {
+    out?.pointee = nil
+    return call(err) { () throws(RegistryError) in
+        let r = try registry(reg)
+        let policy = ProbePolicy(timeout: .milliseconds(timeoutMs > 0 ? Int(timeoutMs) : 2000))
+        let entry = try r.probeSync(try string(id, "id", limit: 4096), policy: policy)
+        if let out { try output(entry.jsonText, into: out) }
+    }
+}
+
 // MARK: - Reading
 
 @c @implementation public func peerreg_get(_ reg: OpaquePointer?, _ id: CString?, _ out: OutString?, _ err: OutError?) -> Int32 {

@@ -417,6 +417,7 @@ public final class Registry: Sendable {
             e.health.status = status
             e.health.message = message
             e.health.lastCheck = now
+            e.health.consecutiveFailures = nil
         }
     }
 

@@ -279,15 +279,22 @@ extension Health {
             default: throw RegistryError(.invalid, "field \"health.lastCheck\": must be an ISO 8601 date-time")
             }
         }
+        if let v = object["consecutiveFailures"], v != .null {
+            guard let n = v.int64Value, n >= 0, n <= 1_000_000 else {
+                throw RegistryError(.invalid, "field \"health.consecutiveFailures\": must be a non-negative integer")
+            }
+            self.consecutiveFailures = Int(n)
+        }
         var extra = JSONObject()
-        for m in object.members where !["status", "message", "lastCheck"].contains(m.key) { extra[m.key] = m.value }
+        for m in object.members where !["status", "message", "lastCheck", "consecutiveFailures"].contains(m.key) { extra[m.key] = m.value }
         self.extra = extra
     }
 
     var jsonObject: JSONObject {
         var o = JSONObject(uncheckedMembers: [.init(key: "status", value: .string(status.name))])
-        if let message { o[ "message"] = .string(message) }
+        if let message { o["message"] = .string(message) }
         if let lastCheck { o["lastCheck"] = .string(lastCheck) }
+        if let consecutiveFailures { o["consecutiveFailures"] = .int(consecutiveFailures) }
         for m in extra.members { o[m.key] = m.value }
         return o
     }

@@ -59,6 +59,9 @@ public struct Health: Sendable, Hashable {
     public var message: String?
     /// When it was last reported or checked (ISO 8601, UTC).
     public var lastCheck: String?
+    /// Active probes that failed in a row (0 or absent after a success); drives
+    /// HEALTHY → DEGRADED → DOWN (see `Registry.probe`).
+    public var consecutiveFailures: Int?
     /// Fields this version does not know, kept as they were.
     public var extra: JSONObject
 

@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -568,6 +571,116 @@ static void test_fork(void) {
     peerreg_close(probe);
 }
 
+/* ---- active probes against real loopback listeners ------------------------------------------- */
+static int listen_on(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0) return -1;
+    return fd;
+}
+
+static int port_of(int fd) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    return ntohs(a.sin_port);
+}
+
+/* Answers every connection with an MCP ping result, like a real streamable-HTTP server. */
+static void *mcp_responder(void *arg) {
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int c = accept(lfd, NULL, NULL);
+        if (c < 0) return NULL;
+        char buf[2048];
+        ssize_t n = read(c, buf, sizeof buf);
+        (void)n;
+        const char *body = "{\"jsonrpc\":\"2.0\",\"id\":\"peer-registry-probe\",\"result\":{}}";
+        char resp[512];
+        int len = snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+        if (write(c, resp, (size_t)len) < 0) {}
+        close(c);
+    }
+}
+
+static int probe(peerreg_registry *r, const char *id, int timeout_ms, char **out) {
+    peerreg_error *e = NULL;
+    int rc = peerreg_probe(r, id, timeout_ms, out, &e);
+    if (rc != PEERREG_OK) fprintf(stderr, "probe %s: %s\n", id, peerreg_error_message(e));
+    peerreg_error_free(e);
+    return rc;
+}
+
+static void test_probe(void) {
+    peerreg_registry *r = open_at("probe");
+    int up = listen_on(0), hang = listen_on(0), gone = listen_on(0);
+    int up_port = port_of(up), hang_port = port_of(hang), gone_port = port_of(gone);
+    close(gone); /* nothing listens there now: connections are refused */
+    pthread_t responder;
+    pthread_create(&responder, NULL, mcp_responder, (void *)(intptr_t)up);
+
+    char json[256];
+    snprintf(json, sizeof json, "{\"id\":\"up\",\"url\":\"http://127.0.0.1:%d/mcp\",\"liveness\":\"none\",\"capabilities\":{\"tools\":[\"pt\"]}}", up_port);
+    CHECK(peerreg_register(r, json, NULL, NULL) == PEERREG_OK, "register up");
+    snprintf(json, sizeof json, "{\"id\":\"upws\",\"url\":\"ws://127.0.0.1:%d/\",\"liveness\":\"none\"}", up_port);
+    CHECK(peerreg_register(r, json, NULL, NULL) == PEERREG_OK, "register upws");
+    snprintf(json, sizeof json, "{\"id\":\"hang\",\"url\":\"http://127.0.0.1:%d/mcp\",\"liveness\":\"none\"}", hang_port);
+    CHECK(peerreg_register(r, json, NULL, NULL) == PEERREG_OK, "register hang");
+    snprintf(json, sizeof json, "{\"id\":\"gone\",\"url\":\"http://127.0.0.1:%d/mcp\",\"liveness\":\"none\",\"capabilities\":{\"tools\":[\"gt\"]}}", gone_port);
+    CHECK(peerreg_register(r, json, NULL, NULL) == PEERREG_OK, "register gone");
+
+    char *out = NULL;
+    CHECK(probe(r, "up", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"HEALTHY\"") && contains(out, "MCP ping ok"),
+          "answering MCP server is HEALTHY: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(probe(r, "upws", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"HEALTHY\"") && contains(out, "TCP connect"),
+          "ws server accepting TCP is HEALTHY: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(probe(r, "hang", 300, &out) == PEERREG_OK && contains(out, "\"status\":\"DEGRADED\"") && contains(out, "300 ms"),
+          "a server that never answers is DEGRADED after one timeout: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(probe(r, "gone", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"DEGRADED\"") && contains(out, "refused") &&
+              contains(out, "\"consecutiveFailures\":1"),
+          "refused: DEGRADED after 1 failure: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(probe(r, "gone", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"DEGRADED\""), "still DEGRADED after 2: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(probe(r, "gone", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"DOWN\"") && contains(out, "\"consecutiveFailures\":3"),
+          "DOWN after 3 consecutive failures: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(peerreg_resolve(r, PEERREG_TOOL, "gt", &out, NULL) == PEERREG_ENOTFOUND, "a DOWN server does not resolve");
+    int back = listen_on(gone_port);
+    CHECK(back >= 0, "listen again on the refused port");
+    pthread_t responder2;
+    pthread_create(&responder2, NULL, mcp_responder, (void *)(intptr_t)back);
+    CHECK(probe(r, "gone", 1000, &out) == PEERREG_OK && contains(out, "\"status\":\"HEALTHY\"") && !contains(out, "consecutiveFailures"),
+          "back to HEALTHY on success, failures reset: %s", out);
+    peerreg_free(out);
+    out = NULL;
+    CHECK(peerreg_resolve(r, PEERREG_TOOL, "gt", &out, NULL) == PEERREG_OK, "resolves again once HEALTHY");
+    peerreg_free(out);
+    peerreg_error *e = NULL;
+    CHECK(peerreg_probe(r, "nobody", 100, NULL, &e) == PEERREG_ENOTFOUND, "probe of an unknown id");
+    peerreg_error_free(e);
+    shutdown(up, SHUT_RDWR);
+    shutdown(back, SHUT_RDWR);
+    close(up);
+    close(back);
+    pthread_join(responder, NULL);
+    pthread_join(responder2, NULL);
+    close(hang);
+    peerreg_close(r);
+}
+
 /* ---- repeated work does not grow memory --------------------------------------------------------- */
 static void test_churn(void) {
     peerreg_registry *r = open_at("churn");
@@ -602,6 +715,7 @@ int main(int argc, char **argv) {
     test_watch();
     test_threads();
     test_fork();
+    test_probe();
     test_churn();
     printf("c abi: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

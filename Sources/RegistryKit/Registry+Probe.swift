@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// How active probes turn into health (docs/FORMAT.md, "Health").
+public struct ProbePolicy: Sendable, Hashable {
+    /// How long one probe may take.
+    public var timeout: Duration = .seconds(2)
+    /// Consecutive failures after which a server is DEGRADED (1: the first failure).
+    public var degradedAfter: Int = 1
+    /// Consecutive failures after which a server is DOWN (and no longer resolves).
+    public var downAfter: Int = 3
+
+    public init(timeout: Duration = .seconds(2), degradedAfter: Int = 1, downAfter: Int = 3) {
+        self.timeout = timeout
+        self.degradedAfter = max(1, degradedAfter)
+        self.downAfter = max(self.degradedAfter, downAfter)
+    }
+
+    var timeoutMillis: Int {
+        let c = timeout.components
+        return Int(clamping: c.seconds.multipliedReportingOverflow(by: 1000).partialValue &+ c.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+extension Registry {
+    /// Probes the live entry `id` by its transport — TCP connect for `ws`, an HTTP request with an
+    /// MCP `ping` JSON-RPC for `http`/`sse` — and records the result: a success makes it HEALTHY
+    /// (failures reset); failures count up in `health.consecutiveFailures`, DEGRADED from
+    /// `policy.degradedAfter`, DOWN from `policy.downAfter`. `message` and `lastCheck` say what
+    /// was seen. Blocks the calling thread up to `policy.timeout` plus one write.
+    /// - Returns: the entry as stored after the probe.
+    /// - Throws: `.notFound` when there is no live entry, plus the write errors.
+    @discardableResult
+    public func probeSync(_ id: String, policy: ProbePolicy = ProbePolicy()) throws(RegistryError) -> ServerEntry {
+        let entry = try get(id)
+        let outcome = Prober.probe(entry, timeoutMillis: policy.timeoutMillis)
+        return try record(outcome, for: id, policy: policy)
+    }
+
+    /// `probeSync` on a thread of its own, so an async caller never blocks the cooperative pool.
+    @discardableResult
+    public func probe(_ id: String, policy: ProbePolicy = ProbePolicy()) async throws(RegistryError) -> ServerEntry {
+        let result: Result<ServerEntry, RegistryError> = await withCheckedContinuation { continuation in
+            runOnThread { [self] in
+                do throws(RegistryError) {
+                    continuation.resume(returning: .success(try probeSync(id, policy: policy)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    private func record(_ outcome: ProbeOutcome, for id: String, policy: ProbePolicy) throws(RegistryError) -> ServerEntry {
+        let now = Timestamp.now()
+        return try transaction { txn throws(RegistryError) -> ServerEntry in
+            guard let i = txn.document.servers.firstIndex(where: { $0.id == id }), judge().isAlive(txn.document.servers[i]) else {
+                throw RegistryError(.notFound, "no live server with id \"\(id.prefix(80))\" in \(path)")
+            }
+            var health = txn.document.servers[i].health
+            if outcome.reachable {
+                health.status = .healthy
+                health.consecutiveFailures = nil
+            } else {
+                let failures = (health.consecutiveFailures ?? 0) + 1
+                health.consecutiveFailures = failures
+                if failures >= policy.downAfter {
+                    health.status = .down
+                } else if failures >= policy.degradedAfter {
+                    health.status = .degraded
+                }
+            }
+            health.message = outcome.message
+            health.lastCheck = now
+            txn.document.servers[i].health = health
+            txn.changed = true
+            return txn.document.servers[i]
+        }.0
+    }
+
+    /// Starts probing every live `http`, `sse` and `ws` entry every `interval` on a background
+    /// thread, until the returned monitor is stopped (or released).
+    public func startHealthMonitor(interval: Duration = .seconds(10), policy: ProbePolicy = ProbePolicy()) -> HealthMonitor {
+        let monitor = HealthMonitor(registry: self, interval: interval, policy: policy)
+        monitor.start()
+        return monitor
+    }
+}
+
+/// Periodic active probes of a registry's servers (see `Registry.startHealthMonitor`).
+public final class HealthMonitor: Sendable {
+    private let registry: Registry
+    private let intervalMillis: Int64
+    private let policy: ProbePolicy
+    private let stopped = Atomic<Bool>(false)
+    /// Completed rounds, for tests and status displays.
+    private let rounds = Atomic<Int>(0)
+
+    init(registry: Registry, interval: Duration, policy: ProbePolicy) {
+        self.registry = registry
+        let c = interval.components
+        self.intervalMillis = max(10, c.seconds &* 1000 &+ c.attoseconds / 1_000_000_000_000_000)
+        self.policy = policy
+    }
+
+    deinit { stop() }
+
+    /// How many full rounds of probes have completed.
+    public var completedRounds: Int { rounds.load(ordering: .relaxed) }
+
+    /// Stops after the probe in progress, if any.
+    public func stop() { stopped.store(true, ordering: .relaxed) }
+
+    func start() {
+        runOnThread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                let servers = (try? registry.list().servers) ?? []
+                for e in servers where e.transport != .stdio && e.url != nil {
+                    if stopped.load(ordering: .relaxed) { return }
+                    _ = try? registry.probeSync(e.id, policy: policy)
+                }
+                rounds.add(1, ordering: .relaxed)
+                var slept: Int64 = 0
+                while slept < intervalMillis && !stopped.load(ordering: .relaxed) {
+                    let step = min(50, intervalMillis - slept)
+                    Sys.sleepMicros(Int(step) * 1000)
+                    slept += step
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` on a new detached thread.
+func runOnThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ b: @escaping @Sendable () -> Void) { body = b }
+    }
+    let raw = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { p in
+        guard let p else { return nil }
+        Unmanaged<Box>.fromOpaque(p).takeRetainedValue().body()
+        return nil
+    }, raw)
+    if rc == 0 {
+        pthread_detach(thread)
+    } else {
+        // No thread: run inline rather than drop the work.
+        Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+    }
+}
