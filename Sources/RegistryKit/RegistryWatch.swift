@@ -55,7 +55,9 @@ public final class RegistryWatch: @unchecked Sendable {
     /// - Throws: `.io` when epoll or the timer cannot be created; the read errors of `list`.
     public init(_ registry: Registry) throws(RegistryError) {
         try registry.checkUsable()
-        self.registry = registry
+        // A handle of its own on the same file: the watch outlives the caller's handle, and its
+        // reads never contend with the caller's.
+        self.registry = try Registry(path: registry.path, options: registry.options)
         let ep = prshim_epoll_create()
         guard ep >= 0 else { throw Sys.ioError("epoll_create1", registry.path) }
         let tfd = prshim_timerfd_create()
@@ -86,11 +88,12 @@ public final class RegistryWatch: @unchecked Sendable {
         self.baseline = [:]
         self.baselineOrder = []
         do throws(RegistryError) {
-            let listing = try registry.list()
+            let listing = try self.registry.list()
             for e in listing.servers { baseline[e.id] = e }
             baselineOrder = listing.servers.map(\.id)
         } catch {
             closeDescriptors()
+            self.registry.close()
             throw error
         }
         armTimer()
@@ -107,6 +110,7 @@ public final class RegistryWatch: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         if getpid() == registry.ownerPID { closeDescriptors() }
+        registry.close()
     }
 
     private func closeDescriptors() {

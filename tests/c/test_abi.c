@@ -473,6 +473,15 @@ static void test_watch(void) {
     CHECK(rc == PEERREG_OK && contains(ev, "\"removed\":[{\"id\":\"w1\"") && contains(ev, "w3"), "removed event: %s", ev);
     peerreg_free(ev);
 
+    /* the watch outlives the handle it was opened on */
+    peerreg_close(r);
+    peerreg_registry *third = open_at("watch");
+    peerreg_register(third, "{\"id\":\"w4\",\"url\":\"http://127.0.0.1:8/\"}", NULL, NULL);
+    rc = peerreg_watch_next(w, 2000, &ev, &e);
+    CHECK(rc == PEERREG_OK && contains(ev, "\"added\":[{\"id\":\"w4\""), "event after the registry handle closed: %d %s", rc, ev);
+    peerreg_free(ev);
+    peerreg_close(third);
+
     peerreg_watch_close(w);
     peerreg_watch_close(w);
     CHECK(peerreg_watch_fd(w) == -1, "fd of a closed watch");

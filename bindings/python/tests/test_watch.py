@@ -105,10 +105,6 @@ def test_fd_is_readable_when_something_is_pending(reg: Registry) -> None:
         assert select.select([fd], [], [], 0.2)[0] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libpeerregistry bug: peerreg_watch_next returns PEERREG_ECLOSED once the registry handle "
-    "is closed (RegistryWatch.diff calls the closed Registry's list()), although the header says "
-    "watches keep working until they are closed"))
 def test_watch_outlives_its_registry(registry_path: Path, other: Registry) -> None:
     reg = Registry(registry_path)
     watch = reg.watch()
