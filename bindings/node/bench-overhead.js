@@ -38,6 +38,10 @@ try {
   let sink = 0;
   const versionNs = perCall(() => (sink += peerRegistry.versionNumber()), iterations);
   const getNs = perCall(() => (sink += registry.get('bench-5').port ?? 1), iterations / 4);
+  // The same call without JSON.parse: the addon's module object is the one index.js uses.
+  const native = require('./build/peer_registry.node');
+  const rawGetNs = perCall(() => (sink += native.get(registry._handle, 'bench-5').length),
+    iterations / 4);
   const listNs = perCall(() => (sink += registry.list().length), iterations / 20);
   const resolveNs = perCall(() => (sink += registry.resolveTool('tool-7').id.length), iterations / 4);
   const writeNs = perCall(() => registry.heartbeat('bench-3'), 200);
@@ -50,6 +54,7 @@ try {
   console.log(`versionNumber():               ${us(versionNs)} per call`);
   console.log(`get(id) (10 entries):          ${us(getNs)} per call`);
   console.log(`get / versionNumber ratio:     ${(getNs / versionNs).toFixed(1)}x`);
+  console.log(`  of which JSON text only:     ${us(rawGetNs)} per call (no JSON.parse)`);
   console.log(`list() (10 entries):           ${us(listNs)} per call`);
   console.log(`resolveTool(name):             ${us(resolveNs)} per call`);
   console.log(`heartbeat(id) (durable write): ${us(writeNs)} per call`);

@@ -69,8 +69,8 @@ static void throw_napi_failure(napi_env env, const char *call, napi_status statu
         }                                                                                      \
     } while (0)
 
-/* For contexts with no JS caller to throw to (finalizers, cleanup hooks, uv callbacks):
- * a failure there means the env is going away; there is nothing better to do than stop. */
+/* For contexts with no JS caller to throw to (uv callbacks): a failure there means the env is
+ * going away; there is nothing better to do than stop. */
 #define NODE_API_CALL_VOID(env, call)                                                          \
     do {                                                                                       \
         napi_status napi_status_ = (call);                                                     \
@@ -79,6 +79,21 @@ static void throw_napi_failure(napi_env env, const char *call, napi_status statu
             return;                                                                            \
         }                                                                                      \
     } while (0)
+
+/* Same, for helpers returning bool, without throwing (uv callbacks). */
+#define NODE_API_CALL_QUIET(env, call)                                                         \
+    do {                                                                                       \
+        napi_status napi_status_ = (call);                                                     \
+        if (napi_status_ != napi_ok) {                                                         \
+            (void)(env);                                                                       \
+            return false;                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* Releasing (finalizers, cleanup hooks, close): every step is attempted even if one fails,
+ * since each frees something different; a failure can only mean the env is being torn down,
+ * when Node releases what is left itself. */
+#define NODE_API_CALL_RELEASE(env, call) ((void)(env), (void)(call))
 
 /* ---- the dynamically loaded library ---------------------------------------------------------- */
 
@@ -515,19 +530,20 @@ static void watch_shutdown(watch_box *box) {
         box->w = NULL;
     }
     if (box->callback) {
-        napi_delete_reference(box->env, box->callback);
+        NODE_API_CALL_RELEASE(box->env, napi_delete_reference(box->env, box->callback));
         box->callback = NULL;
     }
     if (box->self) {
-        napi_delete_reference(box->env, box->self);
+        NODE_API_CALL_RELEASE(box->env, napi_delete_reference(box->env, box->self));
         box->self = NULL;
     }
     if (box->async_context) {
-        napi_async_destroy(box->env, box->async_context);
+        NODE_API_CALL_RELEASE(box->env, napi_async_destroy(box->env, box->async_context));
         box->async_context = NULL;
     }
     if (box->cleanup_hook) {
-        napi_remove_env_cleanup_hook(box->env, watch_cleanup_hook, box);
+        NODE_API_CALL_RELEASE(box->env,
+                              napi_remove_env_cleanup_hook(box->env, watch_cleanup_hook, box));
         box->cleanup_hook = false;
     }
 }
@@ -552,25 +568,26 @@ static void watch_finalize(napi_env env, void *data, void *hint) {
  * exception has then been handed to process 'uncaughtException', as for any event listener. */
 static bool watch_deliver(watch_box *box, napi_value error, napi_value event) {
     napi_env env = box->env;
-    napi_value callback, global, argv[2], result;
-    if (napi_get_reference_value(env, box->callback, &callback) != napi_ok || !callback)
-        return false;
-    if (napi_get_global(env, &global) != napi_ok) return false;
+    napi_value callback = NULL, global, argv[2], result;
+    NODE_API_CALL_QUIET(env, napi_get_reference_value(env, box->callback, &callback));
+    if (!callback) return false;
+    NODE_API_CALL_QUIET(env, napi_get_global(env, &global));
     if (error) {
         argv[0] = error;
-        if (napi_get_null(env, &argv[1]) != napi_ok) return false;
+        NODE_API_CALL_QUIET(env, napi_get_null(env, &argv[1]));
     } else {
-        if (napi_get_null(env, &argv[0]) != napi_ok) return false;
+        NODE_API_CALL_QUIET(env, napi_get_null(env, &argv[0]));
         argv[1] = event;
     }
     napi_status status =
         napi_make_callback(env, box->async_context, global, callback, 2, argv, &result);
     if (status == napi_ok) return true;
     bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    NODE_API_CALL_QUIET(env, napi_is_exception_pending(env, &pending));
+    if (pending) {
         napi_value exception;
-        if (napi_get_and_clear_last_exception(env, &exception) == napi_ok)
-            napi_fatal_exception(env, exception);
+        NODE_API_CALL_QUIET(env, napi_get_and_clear_last_exception(env, &exception));
+        NODE_API_CALL_QUIET(env, napi_fatal_exception(env, exception));
     }
     return false;
 }
@@ -624,7 +641,7 @@ static void on_watch_readable(uv_poll_t *handle, int status, int events) {
             if (!watch_deliver(box, NULL, event)) break;
         }
     }
-    napi_close_handle_scope(env, scope);
+    NODE_API_CALL_VOID(env, napi_close_handle_scope(env, scope));
 }
 
 /* watchOpen(handle, callback(err, eventJson)) -> watch handle (open, polling, ref'd) */
@@ -903,7 +920,8 @@ static napi_value js_init(napi_env env, napi_callback_info info) {
 static void state_finalize(napi_env env, void *data, void *hint) {
     (void)hint;
     addon_state *state = data;
-    if (state->error_class) napi_delete_reference(env, state->error_class);
+    if (state->error_class)
+        NODE_API_CALL_RELEASE(env, napi_delete_reference(env, state->error_class));
     free(state);
 }
 
