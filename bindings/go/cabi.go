@@ -34,6 +34,7 @@ typedef struct {
 	__typeof__(peerreg_set_health)     *set_health;
 	__typeof__(peerreg_heartbeat)      *heartbeat;
 	__typeof__(peerreg_prune)          *prune;
+	__typeof__(peerreg_probe)          *probe;
 	__typeof__(peerreg_watch_open)     *watch_open;
 	__typeof__(peerreg_watch_fd)       *watch_fd;
 	__typeof__(peerreg_watch_next)     *watch_next;
@@ -83,6 +84,7 @@ static char *pr_load(const char *path, pr_api *api) {
 	PR_SYM(set_health, "peerreg_set_health");
 	PR_SYM(heartbeat, "peerreg_heartbeat");
 	PR_SYM(prune, "peerreg_prune");
+	PR_SYM(probe, "peerreg_probe");
 	PR_SYM(watch_open, "peerreg_watch_open");
 	PR_SYM(watch_fd, "peerreg_watch_fd");
 	PR_SYM(watch_next, "peerreg_watch_next");
@@ -142,6 +144,11 @@ static int pr_heartbeat(peerreg_registry *reg, const char *id, peerreg_error **e
 }
 static int pr_prune(peerreg_registry *reg, int *removed, peerreg_error **err) {
 	return pr.prune(reg, removed, err);
+}
+static int pr_probe(peerreg_registry *reg, const char *id, int timeout_ms, char **out, size_t *n, peerreg_error **err) {
+	int rc = pr.probe(reg, id, timeout_ms, out, err);
+	*n = pr_len(*out);
+	return rc;
 }
 static int pr_watch_open(peerreg_watch **out, peerreg_registry *reg, peerreg_error **err) {
 	return pr.watch_open(out, reg, err);
@@ -344,6 +351,14 @@ func cPrune(h *cRegistry) (int, error) {
 		return 0, err
 	}
 	return int(removed), nil
+}
+
+func cProbe(h *cRegistry, id []byte, timeoutMS int) ([]byte, error) {
+	var out *C.char
+	var n C.size_t
+	var e *C.peerreg_error
+	rc := C.pr_probe(h, cPointer(id), C.int(timeoutMS), &out, &n, &e)
+	return finish(rc, out, n, e)
 }
 
 func cWatchOpen(h *cRegistry) (*cWatch, error) {

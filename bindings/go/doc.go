@@ -46,7 +46,7 @@
 //
 // # Contexts
 //
-// Methods that write (Register, Unregister, SetHealth, Heartbeat, Prune) may wait for the
+// Methods that write (Register, Unregister, SetHealth, Heartbeat, Prune, Probe) may wait for the
 // registry's file lock; the library bounds that wait itself (then ErrTimeout) and cannot be
 // interrupted. They check ctx before calling the library and return ctx.Err() if it is done;
 // a call that has started runs to completion and returns its real result, because a write

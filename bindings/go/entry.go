@@ -3,7 +3,7 @@ package peerregistry
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"reflect"
 	"sort"
 	"strings"
@@ -71,11 +71,13 @@ type Capabilities struct {
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-// Health is the last health reported with SetHealth.
+// Health is the last health reported with SetHealth or found by Probe.
 type Health struct {
 	Status    HealthStatus `json:"status,omitempty"`
 	Message   string       `json:"message,omitempty"`
 	LastCheck time.Time    `json:"lastCheck,omitempty"`
+	// ConsecutiveFailures counts failed probes since the last success (see Registry.Probe).
+	ConsecutiveFailures int `json:"consecutiveFailures,omitempty"`
 	// Extra holds fields this version does not know, kept as they were.
 	Extra map[string]json.RawMessage `json:"-"`
 }
@@ -126,9 +128,10 @@ type entryWire struct {
 }
 
 type healthWire struct {
-	Status    HealthStatus `json:"status,omitempty"`
-	Message   string       `json:"message,omitempty"`
-	LastCheck *timestamp   `json:"lastCheck,omitempty"`
+	Status              HealthStatus `json:"status,omitempty"`
+	Message             string       `json:"message,omitempty"`
+	LastCheck           *timestamp   `json:"lastCheck,omitempty"`
+	ConsecutiveFailures int          `json:"consecutiveFailures,omitempty"`
 }
 
 type capabilitiesWire struct {
@@ -151,7 +154,11 @@ func newTimestamp(t time.Time) *timestamp {
 }
 
 func (t timestamp) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Time(t).UTC().Format(timestampLayout))
+	utc := time.Time(t).UTC()
+	if y := utc.Year(); y < 0 || y > 9999 {
+		return nil, errors.New("timestamp year outside of range [0,9999]") // as time.Time's own
+	}
+	return json.Marshal(utc.Format(timestampLayout))
 }
 
 // MarshalJSON writes the entry with zero values left out and Extra merged in.
@@ -175,38 +182,38 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads an entry, keeping unknown fields in Extra.
 func (e *Entry) UnmarshalJSON(b []byte) error {
 	*e = Entry{}
-	return decodeObject(b, func(key string, value json.RawMessage) error {
-		switch key {
+	return eachMember(b, func(key, value []byte) error {
+		switch string(key) {
 		case "id":
-			return decodeString(value, &e.ID)
+			return member(key, decodeString(value, &e.ID))
 		case "name":
-			return decodeString(value, &e.Name)
+			return member(key, decodeString(value, &e.Name))
 		case "url":
-			return decodeString(value, &e.URL)
+			return member(key, decodeString(value, &e.URL))
 		case "port":
-			return json.Unmarshal(value, &e.Port)
+			return member(key, decodeInt(value, &e.Port))
 		case "transport":
-			return decodeString(value, (*string)(&e.Transport))
+			return member(key, decodeString(value, (*string)(&e.Transport)))
 		case "pid":
-			return json.Unmarshal(value, &e.PID)
+			return member(key, decodeInt(value, &e.PID))
 		case "startedAt":
-			return decodeTime(value, &e.StartedAt)
+			return member(key, decodeTime(value, &e.StartedAt))
 		case "lastSeen":
-			return decodeTime(value, &e.LastSeen)
+			return member(key, decodeTime(value, &e.LastSeen))
 		case "liveness":
-			return decodeString(value, (*string)(&e.Liveness))
+			return member(key, decodeString(value, (*string)(&e.Liveness)))
 		case "ttlSeconds":
-			return json.Unmarshal(value, &e.TTLSeconds)
+			return member(key, decodeInt(value, &e.TTLSeconds))
 		case "capabilities":
-			return e.Capabilities.UnmarshalJSON(value)
+			return member(key, e.Capabilities.UnmarshalJSON(value))
 		case "health":
-			return e.Health.UnmarshalJSON(value)
+			return member(key, e.Health.UnmarshalJSON(value))
 		case "requiresSession":
-			return json.Unmarshal(value, &e.RequiresSession)
+			return member(key, decodeBool(value, &e.RequiresSession))
 		case "metadata":
-			return json.Unmarshal(value, &e.Metadata)
+			return member(key, json.Unmarshal(value, &e.Metadata))
 		}
-		return keepExtra(&e.Extra, key, value)
+		return member(key, keepExtra(&e.Extra, key, value))
 	})
 }
 
@@ -216,35 +223,38 @@ func (c Capabilities) MarshalJSON() ([]byte, error) {
 
 func (c *Capabilities) UnmarshalJSON(b []byte) error {
 	*c = Capabilities{}
-	return decodeObject(b, func(key string, value json.RawMessage) error {
-		switch key {
+	return eachMember(b, func(key, value []byte) error {
+		switch string(key) {
 		case "tools":
-			return json.Unmarshal(value, &c.Tools)
+			return member(key, decodeStrings(value, &c.Tools))
 		case "resources":
-			return json.Unmarshal(value, &c.Resources)
+			return member(key, decodeStrings(value, &c.Resources))
 		case "prompts":
-			return json.Unmarshal(value, &c.Prompts)
+			return member(key, decodeStrings(value, &c.Prompts))
 		}
-		return keepExtra(&c.Extra, key, value)
+		return member(key, keepExtra(&c.Extra, key, value))
 	})
 }
 
 func (h Health) MarshalJSON() ([]byte, error) {
-	return marshalWithExtra(healthWire{Status: h.Status, Message: h.Message, LastCheck: newTimestamp(h.LastCheck)}, h.Extra)
+	return marshalWithExtra(healthWire{Status: h.Status, Message: h.Message, LastCheck: newTimestamp(h.LastCheck),
+		ConsecutiveFailures: h.ConsecutiveFailures}, h.Extra)
 }
 
 func (h *Health) UnmarshalJSON(b []byte) error {
 	*h = Health{}
-	return decodeObject(b, func(key string, value json.RawMessage) error {
-		switch key {
+	return eachMember(b, func(key, value []byte) error {
+		switch string(key) {
 		case "status":
-			return decodeString(value, (*string)(&h.Status))
+			return member(key, decodeString(value, (*string)(&h.Status)))
 		case "message":
-			return decodeString(value, &h.Message)
+			return member(key, decodeString(value, &h.Message))
 		case "lastCheck":
-			return decodeTime(value, &h.LastCheck)
+			return member(key, decodeTime(value, &h.LastCheck))
+		case "consecutiveFailures":
+			return member(key, decodeInt(value, &h.ConsecutiveFailures))
 		}
-		return keepExtra(&h.Extra, key, value)
+		return member(key, keepExtra(&h.Extra, key, value))
 	})
 }
 
@@ -294,59 +304,6 @@ func marshalWithExtra(wire any, extra map[string]json.RawMessage) ([]byte, error
 	return buf.Bytes(), nil
 }
 
-// decodeObject calls field for each member of the JSON object b, in one pass. (Decoding into
-// a struct and again into a map to find the unknown members costs twice as much.)
-func decodeObject(b []byte, field func(key string, value json.RawMessage) error) error {
-	if string(b) == "null" {
-		return nil
-	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(b, &members); err != nil {
-		return err
-	}
-	for key, value := range members {
-		if err := field(key, value); err != nil {
-			return fmt.Errorf("%q: %w", key, err)
-		}
-	}
-	return nil
-}
-
-// decodeString skips encoding/json's machinery for strings without escapes, the usual case.
-func decodeString(value json.RawMessage, dst *string) error {
-	if n := len(value); n >= 2 && value[0] == '"' && value[n-1] == '"' &&
-		bytes.IndexByte(value[1:n-1], '\\') < 0 && bytes.IndexByte(value[1:n-1], '"') < 0 {
-		*dst = string(value[1 : n-1])
-		return nil
-	}
-	return json.Unmarshal(value, dst)
-}
-
-func decodeTime(value json.RawMessage, dst *time.Time) error {
-	if string(value) == "null" {
-		*dst = time.Time{}
-		return nil
-	}
-	var s string
-	if err := decodeString(value, &s); err != nil {
-		return err
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return err
-	}
-	*dst = t
-	return nil
-}
-
-func keepExtra(extra *map[string]json.RawMessage, key string, value json.RawMessage) error {
-	if *extra == nil {
-		*extra = map[string]json.RawMessage{}
-	}
-	(*extra)[key] = value
-	return nil
-}
-
 var knownKeysCache sync.Map // reflect.Type -> map[string]bool
 
 func knownKeys(t reflect.Type) map[string]bool {
@@ -392,4 +349,36 @@ type Event struct {
 	Added      []Entry `json:"added"`
 	Removed    []Entry `json:"removed"`
 	Changed    []Entry `json:"changed"`
+}
+
+// UnmarshalJSON reads a list result as peerreg_list writes it.
+func (r *ListResult) UnmarshalJSON(b []byte) error {
+	*r = ListResult{}
+	return eachMember(b, func(key, value []byte) error {
+		switch string(key) {
+		case "generation":
+			return member(key, decodeUint64(value, &r.Generation))
+		case "servers":
+			return member(key, decodeEntries(value, &r.Servers))
+		}
+		return nil
+	})
+}
+
+// UnmarshalJSON reads an event as peerreg_watch_next writes it.
+func (ev *Event) UnmarshalJSON(b []byte) error {
+	*ev = Event{}
+	return eachMember(b, func(key, value []byte) error {
+		switch string(key) {
+		case "generation":
+			return member(key, decodeUint64(value, &ev.Generation))
+		case "added":
+			return member(key, decodeEntries(value, &ev.Added))
+		case "removed":
+			return member(key, decodeEntries(value, &ev.Removed))
+		case "changed":
+			return member(key, decodeEntries(value, &ev.Changed))
+		}
+		return nil
+	})
 }

@@ -97,6 +97,12 @@ func TestExampleServerRegistersItsPortAndUnregistersOnSIGTERM(t *testing.T) {
 		t.Fatalf("ping answered %+v (result %s), %v", rpc, rpc.Result, err)
 	}
 
+	// The library's own probe (an MCP ping over HTTP) finds it healthy too.
+	probed, err := reg.Probe(context.Background(), "example", 2*time.Second)
+	if err != nil || probed.Health.Status != peerregistry.StatusHealthy || probed.Health.ConsecutiveFailures != 0 {
+		t.Fatalf("Probe(example) = %+v, %v", probed.Health, err)
+	}
+
 	if err := server.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

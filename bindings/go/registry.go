@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Registry is an open handle on one registry file. It is safe for concurrent use by any
@@ -171,6 +173,46 @@ func (r *Registry) Prune(ctx context.Context) (int, error) {
 	return removed, err
 }
 
+// Probe checks the live entry id by its transport — a TCP connect for ws, an MCP "ping"
+// JSON-RPC over HTTP for http and sse — and records the outcome: success makes it HEALTHY;
+// consecutive failures (Health.ConsecutiveFailures) make it DEGRADED after 1 and DOWN after 3.
+// It returns the entry as stored afterwards. A failed probe is not an error: it is recorded.
+// ErrNotFound when there is no live entry id.
+//
+// The probe waits up to timeout (0: the library's default, 2 s), shortened to ctx's deadline
+// when that comes sooner, plus one write.
+func (r *Registry) Probe(ctx context.Context, id string, timeout time.Duration) (Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return Entry{}, err
+	}
+	cid, err := cString("id", id)
+	if err != nil {
+		return Entry{}, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		if timeout <= 0 || left < timeout {
+			timeout = left
+		}
+		if timeout < time.Millisecond {
+			timeout = time.Millisecond
+		}
+	}
+	ms := int(timeout / time.Millisecond)
+	if timeout > time.Duration(math.MaxInt32)*time.Millisecond {
+		ms = math.MaxInt32
+	}
+	var out []byte
+	err = r.call(func(h *cRegistry) (err error) {
+		out, err = cProbe(h, cid, ms)
+		return err
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	return decodeEntry(out)
+}
+
 // Get returns the live entry id. ErrNotFound when it is missing or its owner is gone.
 // Reads take no lock and cost a stat when the file has not changed.
 func (r *Registry) Get(id string) (Entry, error) {
@@ -209,7 +251,7 @@ func (r *Registry) List(f Filter) (ListResult, error) {
 		return ListResult{}, err
 	}
 	var res ListResult
-	if err := json.Unmarshal(out, &res); err != nil {
+	if err := res.UnmarshalJSON(out); err != nil {
 		return ListResult{}, decodeError(err)
 	}
 	return res, nil

@@ -2,7 +2,6 @@ package peerregistry
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 )
 
@@ -100,7 +99,7 @@ func (w *Watcher) run(ctx context.Context, handle *cWatch) {
 			continue
 		}
 		var ev Event
-		if err := json.Unmarshal(data, &ev); err != nil {
+		if err := ev.UnmarshalJSON(data); err != nil {
 			w.fail(decodeError(err))
 			return
 		}
