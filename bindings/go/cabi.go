@@ -103,6 +103,7 @@ static int pr_api_version_number(const pr_api *api) { return api->version_number
 
 static const char *pr_version(void) { return pr.version(); }
 static int pr_version_number(void) { return pr.version_number(); }
+static const char *pr_errstr(int code) { return pr.errstr(code); }
 
 // Every call that hands out a string also reports its length, so Go copies it with
 // C.GoBytes instead of scanning for the NUL itself.
@@ -233,8 +234,8 @@ func cPointer(b []byte) *C.char       { return (*C.char)(unsafe.Pointer(&b[0])) 
 // takeError turns a failed call into an *Error and frees the library's error object.
 func takeError(rc C.int, e *C.peerreg_error) error {
 	code := Code(rc)
-	if e == nil {
-		return &Error{Code: code, Message: code.String()}
+	if e == nil { // not expected when err is passed; the library's static name then
+		return &Error{Code: code, Message: C.GoString(C.pr_errstr(rc))}
 	}
 	var objCode C.int
 	msg := C.GoString(C.pr_error_parts(e, &objCode))
