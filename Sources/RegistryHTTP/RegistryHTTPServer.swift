@@ -1,1 +1,238 @@
-// The HTTP/SSE registry server: being written (issue 6).
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import RegistryKit
+import ServiceLifecycle
+
+/// The browser-facing registry server (`peer-registry serve`): the registry file over HTTP, its
+/// changes as Server-Sent Events, and a live status page. Read-only: registering stays with the
+/// library, the bindings and the CLI.
+///
+/// Endpoints (docs/CLI.md): `GET /` (status page), `/registry` (the legacy `{"servers":[...]}`
+/// shape), `/servers`, `/servers/{id}`, `/resolve`, `/events` (SSE), `/healthz`. Every request
+/// goes through the `AccessPolicy` (loopback Host names and origins unless widened).
+///
+/// One `Registry` handle serves every request (a read costs a `stat` when the file is unchanged);
+/// one watch feeds every SSE client.
+public struct RegistryHTTPServer: Sendable {
+    public struct Configuration: Sendable {
+        /// Address to listen on; 127.0.0.1 by default. Binding elsewhere does not widen the
+        /// Host check: add the name to `access.allowedHosts` (the CLI does this for `--host`).
+        public var host: String
+        /// Port to listen on; 3001 by default, 0 for any free port (see `run(onRunning:)`).
+        public var port: Int
+        public var access: AccessPolicy
+        /// How often SSE clients get a keep-alive comment.
+        public var keepAliveInterval: Duration
+        /// Where the status page's files are; nil: next to the executable or in the source tree.
+        public var staticDirectory: String?
+
+        public init(host: String = "127.0.0.1", port: Int = 3001, access: AccessPolicy = AccessPolicy(),
+                    keepAliveInterval: Duration = .seconds(15), staticDirectory: String? = nil) {
+            self.host = host
+            self.port = port
+            self.access = access
+            self.keepAliveInterval = keepAliveInterval
+            self.staticDirectory = staticDirectory
+        }
+    }
+
+    public let registry: Registry
+    public let configuration: Configuration
+    let hub: EventHub
+    let assets: StaticAssets
+    let logger: Logger
+
+    /// Prepares a server on `registry` (nothing listens until `run`).
+    public init(registry: Registry, configuration: Configuration = Configuration(), logger: Logger? = nil) {
+        self.registry = registry
+        self.configuration = configuration
+        self.hub = EventHub(registry: registry)
+        self.assets = StaticAssets(directory: configuration.staticDirectory)
+        var log = logger ?? Logger(label: "peer-registry.serve")
+        if logger == nil { log.logLevel = .warning }
+        self.logger = log
+    }
+
+    /// Where the status page's files were found (nil: not found, the page says so).
+    public var staticDirectory: String? { assets.directory }
+
+    /// Listens and serves until the task is cancelled or, with `stopOnSignals`, until SIGINT or
+    /// SIGTERM arrives; open SSE streams are then ended so that the shutdown does not wait on
+    /// them.
+    /// - Parameter onRunning: called once listening, with the bound port (useful with port 0).
+    /// - Throws: when the address cannot be bound (NIO's `IOError`, e.g. address in use).
+    public func run(stopOnSignals: Bool = false, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        hub.prime()
+        let router = makeRouter()
+        let hub = self.hub
+        let keepAlive = configuration.keepAliveInterval
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "peer-registry"),
+            services: [HubService(hub: hub, keepAlive: keepAlive)],
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+        try await app.runService(gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [])
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self, options: [.autoGenerateHeadEndpoints])
+        router.add(middleware: AccessMiddleware(policy: configuration.access))
+        let registry = self.registry
+        let hub = self.hub
+        let assets = self.assets
+
+        for file in StaticAssets.files {
+            router.get(RouterPath(file.path)) { _, _ in assets.response(for: file.path) ?? HTTPJSON.error(.notFound, "no such file", code: "HTTP_404") }
+        }
+
+        // The shape existing readers of servers.json expect: {"servers":[{port,url,pid,startedAt,...}]}.
+        router.get("/registry") { _, _ in
+            do throws(RegistryError) {
+                return HTTPJSON.response(.ok, LegacyRegistry.json(try registry.list()))
+            } catch {
+                return HTTPJSON.error(error)
+            }
+        }
+
+        router.get("/servers") { request, _ in
+            do throws(RegistryError) {
+                let filter = try ServerFilter(query: request.uri.queryParameters)
+                return HTTPJSON.response(.ok, try registry.list(filter).jsonText)
+            } catch {
+                return HTTPJSON.error(error)
+            }
+        }
+
+        router.get("/servers/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            do throws(RegistryError) {
+                return HTTPJSON.response(.ok, try registry.get(id).jsonText)
+            } catch {
+                return HTTPJSON.error(error)
+            }
+        }
+
+        router.get("/resolve") { request, _ in
+            let query = request.uri.queryParameters
+            let asked = CapabilityKind.allCases.compactMap { kind in query[Substring(kind.name)].map { (kind, String($0)) } }
+            guard asked.count == 1, let (kind, name) = asked.first else {
+                return HTTPJSON.error(.badRequest, "give exactly one of ?tool=NAME, ?resource=URI, ?prompt=NAME", code: RegistryError.Code.invalid.name)
+            }
+            do throws(RegistryError) {
+                return HTTPJSON.response(.ok, try registry.resolve(kind, name).jsonText)
+            } catch {
+                return HTTPJSON.error(error)
+            }
+        }
+
+        router.get("/healthz") { _, _ in
+            let path = JSONValue.string(registry.path)
+            do throws(RegistryError) {
+                let listing = try registry.list()
+                return HTTPJSON.response(.ok, JSONValue.object(JSONObject([
+                    ("ok", true), ("registry", path), ("generation", .int(listing.generation)),
+                    ("servers", .int(listing.servers.count)), ("sseClients", .int(hub.clientCount)),
+                ])).jsonText)
+            } catch {
+                return HTTPJSON.response(.serviceUnavailable, JSONValue.object(JSONObject([
+                    ("ok", false), ("registry", path), ("error", .string(error.message)), ("code", .string(error.code.name)),
+                ])).jsonText)
+            }
+        }
+
+        router.get("/events") { request, _ in
+            let stream = hub.subscribe(lastEventID: request.headers[EventHub.lastEventIDHeader])
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream; charset=utf-8"
+            headers[.cacheControl] = "no-store"
+            headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await withGracefulShutdownHandler {
+                    for await message in stream {
+                        try await writer.write(ByteBuffer(string: message))
+                    }
+                } onGracefulShutdown: {
+                    // Ends every stream now, so the server's shutdown does not wait for browsers.
+                    hub.shutdown()
+                }
+                try await writer.finish(nil)
+            })
+        }
+        return router
+    }
+}
+
+extension EventHub {
+    static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!
+}
+
+/// Runs the event hub for as long as the application runs.
+struct HubService: Service {
+    let hub: EventHub
+    let keepAlive: Duration
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await hub.run(keepAlive: keepAlive)
+        }
+        hub.shutdown()
+    }
+}
+
+/// `GET /registry`: what readers written before this library expect.
+enum LegacyRegistry {
+    /// `{"servers":[...]}`: each live entry with a URL and a port, with `port`, `url`, `pid` and
+    /// `startedAt` always present (`pid` null when the entry names no process), then every other
+    /// field. Entries without a URL or port (stdio servers) are left out: such a reader could only
+    /// fail on them.
+    static func json(_ listing: RegistryListing) -> String {
+        var servers: [JSONValue] = []
+        for entry in listing.servers {
+            guard let url = entry.url, let port = entry.port else { continue }
+            var object = JSONObject([
+                ("port", .int(port)), ("url", .string(url)),
+                ("pid", entry.pid.map { .int($0) } ?? .null),
+                ("startedAt", entry.startedAt.map { .string($0) } ?? .null),
+            ])
+            for m in entry.jsonObject.members where object[m.key] == nil { object[m.key] = m.value }
+            if object["id"] == nil { object["id"] = .string(entry.id) }
+            servers.append(.object(object))
+        }
+        return JSONValue.object(JSONObject([("servers", .array(servers))])).jsonText
+    }
+}
+
+extension ServerFilter {
+    /// `?healthy=true&status=DEGRADED&transport=http&tool=x&resource=uri&prompt=p`.
+    /// - Throws: `.invalid` for an unknown parameter or a bad value.
+    init(query: FlatDictionary<Substring, Substring>) throws(RegistryError) {
+        self.init()
+        for (key, value) in query {
+            let v = String(value)
+            switch key {
+            case "healthy":
+                switch v.lowercased() {
+                case "true", "1", "": healthy = true
+                case "false", "0": healthy = false
+                default: throw RegistryError(.invalid, "healthy=\(v.prefix(20)): use true or false")
+                }
+            case "status":
+                guard let s = HealthStatus(name: v) else { throw RegistryError(.invalid, "status=\(v.prefix(20)): use HEALTHY, DEGRADED, DOWN or UNKNOWN") }
+                status = s
+            case "transport":
+                guard let t = Transport(rawValue: v.lowercased()) else { throw RegistryError(.invalid, "transport=\(v.prefix(20)): use http, sse, ws or stdio") }
+                transport = t
+            case "tool": tool = v
+            case "resource": resource = v
+            case "prompt": prompt = v
+            default:
+                throw RegistryError(.invalid, "unknown filter \"\(key.prefix(40))\" (known: healthy, status, transport, tool, resource, prompt)")
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import RegistryKit
+
+/// `--registry PATH`, accepted by every subcommand.
+struct RegistryOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "The registry file (default: $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json).",
+        valueName: "path"))
+    var registry: String?
+
+    /// Opens the registry (creating its directory, 0700, if needed).
+    func open() throws(RegistryError) -> Registry {
+        if let registry, registry.isEmpty { throw RegistryError(.invalid, "--registry: the path is empty") }
+        return try Registry(path: registry)
+    }
+}
+
+/// `--compact` for commands that print one entry as JSON.
+struct JSONStyleOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print the JSON on one line instead of indented.")
+    var compact = false
+
+    func print(_ value: JSONValue) {
+        Output.line(compact ? value.jsonText : Output.pretty(value))
+    }
+}

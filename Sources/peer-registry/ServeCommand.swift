@@ -1,0 +1,74 @@
+import ArgumentParser
+import RegistryHTTP
+import RegistryKit
+import Synchronization
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the registry to browsers: HTTP + Server-Sent Events, and a live status page.",
+        discussion: """
+            Endpoints: / (status page), /registry, /servers, /servers/{id}, /resolve, /events, \
+            /healthz (docs/CLI.md). Only loopback Host names and loopback origins are answered \
+            unless --allow-host / --allow-origin widen that. Prints the URL on stdout once \
+            listening; stops cleanly on SIGINT or SIGTERM.
+            """)
+
+    @OptionGroup var options: RegistryOptions
+
+    @Option(help: "The address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "The port to listen on (0: any free port; the URL printed says which).")
+    var port = 3001
+
+    @Option(name: .customLong("allow-origin"), help: ArgumentHelp(
+        "Also let pages from this origin read the registry (repeatable; '*' for any; 'null' for file:// pages).",
+        valueName: "origin"))
+    var allowedOrigins: [String] = []
+
+    @Option(name: .customLong("allow-host"), help: ArgumentHelp(
+        "Also answer requests addressed to this host name (repeatable; loopback names always are).",
+        valueName: "name"))
+    var allowedHosts: [String] = []
+
+    @Option(name: .customLong("keep-alive"), help: ArgumentHelp("Seconds between SSE keep-alive comments.", valueName: "seconds"))
+    var keepAlive: Double = 15
+
+    func validate() throws {
+        if !(0...65535).contains(port) { throw ValidationError("--port \(port): use 0 to 65535") }
+        if !(keepAlive > 0 && keepAlive <= 3600) { throw ValidationError("--keep-alive \(keepAlive): use more than 0 and at most 3600 seconds") }
+        for origin in allowedOrigins where origin != "*" && origin != "null" && !origin.contains("://") {
+            throw ValidationError("--allow-origin \(origin): an origin looks like https://app.example.com (or '*', or 'null')")
+        }
+        if host.isEmpty { throw ValidationError("--host: empty") }
+    }
+
+    func run() async throws {
+        let registry = try options.open()
+        var hosts = allowedHosts
+        // Bound to a specific non-loopback address: requests naming that address are ours.
+        let bare = host.hasPrefix("[") ? host : (host.contains(":") ? "[\(host)]" : host)
+        if !["0.0.0.0", "[::]", "127.0.0.1", "localhost", "[::1]"].contains(bare.lowercased()) { hosts.append(bare) }
+        let configuration = RegistryHTTPServer.Configuration(
+            host: host, port: port,
+            access: AccessPolicy(allowedOrigins: allowedOrigins, allowedHosts: hosts),
+            keepAliveInterval: .milliseconds(Int64(keepAlive * 1000)))
+        let server = RegistryHTTPServer(registry: registry, configuration: configuration)
+        let listening = Atomic<Bool>(false)
+        let shownHost = bare
+        let registryPath = registry.path
+        let statusPage = server.staticDirectory == nil ? " (status page files not found: only the API is served)" : ""
+        do {
+            try await server.run(stopOnSignals: true) { boundPort in
+                listening.store(true, ordering: .relaxed)
+                let url = "http://\(shownHost):\(boundPort)/"
+                Output.lineFlushed(url)
+                Output.note("serving \(registryPath) at \(url)\(statusPage); Ctrl-C to stop")
+            }
+        } catch {
+            if listening.load(ordering: .relaxed) { throw error }
+            throw RegistryError(.io, "cannot listen on \(shownHost):\(port): \(error)")
+        }
+    }
+}
