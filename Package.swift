@@ -31,7 +31,7 @@ let package = Package(
             dependencies: ["RegistryKit", .product(name: "Hummingbird", package: "hummingbird")],
             resources: [.copy("Static")]
         ),
-        .target(name: "RegistryMCP", dependencies: ["RegistryKit", .product(name: "MCP", package: "swift-sdk")]),
+        .target(name: "RegistryMCP", dependencies: ["RegistryKit", .product(name: "MCP", package: "swift-sdk"), .product(name: "Hummingbird", package: "hummingbird")]),
         // The CLI.
         .executableTarget(
             name: "peer-registry",
