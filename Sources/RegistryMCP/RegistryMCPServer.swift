@@ -86,10 +86,11 @@ public final class RegistryMCPServer: Sendable {
         return RegistryMCPSession(server: server, state: state, feed: feed)
     }
 
-    /// Serves one session on standard input and output until the input ends.
+    /// Serves one session on standard input and output until the input ends (and every request
+    /// read has been answered).
     public func serveStdio() async throws {
         let session = await makeSession()
-        try await session.start(transport: StdioTransport())
+        try await session.start(transport: DrainingTransport(StdioTransport()))
         await session.waitUntilCompleted()
         await session.stop()
     }
