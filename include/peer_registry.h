@@ -62,7 +62,9 @@ enum {
     PEERREG_ECORRUPT   =  -4,  /* the registry file does not parse; message has path + position */
     PEERREG_EIO        =  -5,  /* a system call failed; message names it and errno */
     PEERREG_EPERM      =  -6,  /* unsafe ownership/permissions/symlink/hard link; message says the fix */
-    PEERREG_ETIMEOUT   =  -7,  /* the file lock was not obtained in time; message names the holder pid */
+    PEERREG_ETIMEOUT   =  -7,  /* the file lock was not obtained in time (5 s, or $PEER_REGISTRY_LOCK_TIMEOUT_MS);
+                                  the message names the pid the last holder recorded, if any;
+                                  from peerreg_watch_next: nothing changed in time */
     PEERREG_EAMBIGUOUS =  -8,  /* several equally healthy servers declare the name; message lists them */
     PEERREG_ELIMIT     =  -9,  /* a documented size limit was exceeded */
     PEERREG_ECLOSED    = -10   /* the handle was closed, or was inherited across fork() */
@@ -98,8 +100,8 @@ PEERREG_API int peerreg_open(peerreg_registry **out, const char *path, peerreg_e
 
 /* Unregisters every entry this handle registered with "lease" liveness, releases its leases
  * and frees the handle. NULL and an already-closed handle are no-ops. Handles are looked up
- * in a table of live handles (never dereferenced), so every later call with a closed handle
- * returns PEERREG_ECLOSED instead of touching freed memory. Watches opened on the handle keep
+ * in a table of live handles (never dereferenced) and a handle value is never reused, so every
+ * later call with a closed handle returns PEERREG_ECLOSED instead of touching freed memory. Watches opened on the handle keep
  * working until they are closed. */
 PEERREG_API void peerreg_close(peerreg_registry *reg);
 

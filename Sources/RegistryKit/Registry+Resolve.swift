@@ -4,7 +4,8 @@ extension Registry {
     /// Tools and prompts: `server.tool` is qualified (split at the first dot, when the part before
     /// it is a server id); a bare name goes to the one live server declaring it, preferring
     /// HEALTHY over DEGRADED over UNKNOWN. Resources: an exact declaration wins, else the longest
-    /// declared prefix of the URI. DOWN servers never resolve.
+    /// declared prefix of the URI that ends at a path boundary (see `ResourceMatch`). DOWN
+    /// servers never resolve.
     /// - Throws: `.notFound` when nothing live handles it, `.ambiguous` (listing the candidates)
     ///   when several equally healthy servers do, plus the read errors of `list`.
     /// Cost: one `stat`, hash lookups in the per-generation index, one liveness check per candidate.
@@ -35,7 +36,8 @@ extension Registry {
         case .resource:
             let utf8 = name.utf8
             for length in index.resourceLengths where length <= utf8.count {
-                guard let prefix = String(utf8.prefix(length)), let candidates = index.resources[prefix] else { continue }
+                guard let prefix = String(utf8.prefix(length)), let candidates = index.resources[prefix],
+                      ResourceMatch.handles(prefix, name) else { continue }
                 if let found = try pick(candidates, servers, judge, kind, name) { return found }
             }
         }

@@ -69,9 +69,10 @@ public final class RegistryWatch: @unchecked Sendable {
         if ifd >= 0 {
             let store = registry.store
             let dirMask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_CLOSE_WRITE)
-            let ok = inotify_add_watch(ifd, store.directory, dirMask) >= 0
+            // leases/ first: creating it after watching the directory would queue an event.
             let leasesOK = (try? store.leasesDirectory(create: true)) != nil
                 && inotify_add_watch(ifd, store.leasesPath, UInt32(IN_CLOSE_WRITE | IN_DELETE)) >= 0
+            let ok = inotify_add_watch(ifd, store.directory, dirMask) >= 0
             if !ok || !leasesOK {
                 Glibc.close(ifd)
                 ifd = -1

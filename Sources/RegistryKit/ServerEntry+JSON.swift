@@ -46,9 +46,10 @@ extension ServerEntry {
         self.name = try string("name")
         self.url = url
         if let url { try ServerEntry.validateURL(url) }
-        self.port = port ?? url.flatMap(ServerEntry.port(fromURL:))
+        // Stored as written; `register` fills it in from the URL, a reader never adds it.
+        self.port = port
         if id == nil {
-            guard let p = self.port else { throw bad("id", "missing, and no port to name the entry by") }
+            guard let p = port ?? url.flatMap(ServerEntry.port(fromURL:)) else { throw bad("id", "missing, and no port to name the entry by") }
             id = "port-\(p)"
             self.id = id ?? ""
             self.isLegacy = true
@@ -90,6 +91,7 @@ extension ServerEntry {
         var extra = JSONObject()
         for m in object.members where !ServerEntry.knownKeys.contains(m.key) { extra[m.key] = m.value }
         self.extra = extra
+        if source == .file { self.keyOrder = KeyOrder(keys: object.keys) }
         if source == .input, !extra.isEmpty {
             try ServerEntry.checkStrings(in: .object(extra), field: "metadata", limits: limits)
         }
@@ -201,6 +203,12 @@ extension ServerEntry {
         add("requiresSession", requiresSession.map(JSONValue.bool))
         add("metadata", metadata)
         m.append(contentsOf: extra.members)
+        if !keyOrder.keys.isEmpty {
+            // Keys read from the file keep their places; new keys follow in canonical order.
+            var rank: [String: Int] = [:]
+            for (i, k) in keyOrder.keys.enumerated() { rank[k] = i }
+            m = m.enumerated().sorted { (rank[$0.element.key] ?? Int.max, $0.offset) < (rank[$1.element.key] ?? Int.max, $1.offset) }.map(\.element)
+        }
         return JSONObject(uncheckedMembers: m)
     }
 

@@ -118,6 +118,8 @@ public struct ServerEntry: Sendable, Hashable {
     /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
     /// written back exactly as it was, without the derived id.
     public internal(set) var isLegacy: Bool = false
+    /// The order of the keys as read from the file, so a rewrite keeps it. Not part of equality.
+    var keyOrder = KeyOrder()
 
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
@@ -148,4 +150,12 @@ public struct ServerEntry: Sendable, Hashable {
     private static func isAlnum(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
     }
+}
+
+/// Key order remembered from the file. Always equal: two entries with the same fields are the
+/// same entry however their keys were ordered.
+struct KeyOrder: Sendable, Hashable {
+    var keys: [String] = []
+    static func == (_: KeyOrder, _: KeyOrder) -> Bool { true }
+    func hash(into hasher: inout Hasher) {}
 }

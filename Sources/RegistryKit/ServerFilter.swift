@@ -56,7 +56,7 @@ public struct ServerFilter: Sendable, Hashable {
         if let transport, e.transport != transport { return false }
         if let tool, !e.capabilities.tools.contains(tool) { return false }
         if let prompt, !e.capabilities.prompts.contains(prompt) { return false }
-        if let resource, !e.capabilities.resources.contains(where: { resource.hasPrefix($0) }) { return false }
+        if let resource, !e.capabilities.resources.contains(where: { ResourceMatch.handles($0, resource) }) { return false }
         return true
     }
 }
@@ -85,5 +85,22 @@ public enum CapabilityKind: Int32, Sendable, CaseIterable {
         case .resource: "resource"
         case .prompt: "prompt"
         }
+    }
+}
+
+/// Which declared resources handle a URI: the same URI, or a prefix of it that ends at a
+/// boundary — the declaration ends with `/`, `:`, `?` or `#`, or the URI continues with `/`,
+/// `?` or `#` right after it. So `resource://journey/` and `resource://journey/trips` handle
+/// `resource://journey/trips/1`, but `resource://journey/trips/42` does not handle `.../421`.
+enum ResourceMatch {
+    static func handles(_ declared: String, _ uri: String) -> Bool {
+        let d = declared.utf8, u = uri.utf8
+        guard u.count >= d.count, u.starts(with: d) else { return false }
+        if u.count == d.count { return true }
+        if let last = d.last, last == UInt8(ascii: "/") || last == UInt8(ascii: ":") || last == UInt8(ascii: "?") || last == UInt8(ascii: "#") {
+            return true
+        }
+        let next = u[u.index(u.startIndex, offsetBy: d.count)]
+        return next == UInt8(ascii: "/") || next == UInt8(ascii: "?") || next == UInt8(ascii: "#")
     }
 }

@@ -1,0 +1,98 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import RegistryKit
+
+@Suite struct ConcurrencyTests {
+    /// 16 processes register and unregister at once into one registry; 4 are SIGKILLed mid-run.
+    /// Afterwards the file parses, every acknowledged registration of a survivor that it did not
+    /// unregister is present, and nothing of the killed ones is left.
+    @Test(arguments: 0..<2)
+    func crowdOfProcessesWithKills(round: Int) throws {
+        let dir = TempRegistryDir()
+        let reg = try dir.open()
+        defer { reg.close() }
+        let iterations = 40
+        let workers = try (0..<16).map { try Worker(["crowd", dir.file, "w\($0)", String(iterations)]) }
+        let doomed = [1, 5, 9, 13]
+        for i in doomed {
+            // Kill each after it acknowledged a few registrations, while it is still writing.
+            #expect(workers[i].waitFor { $0 == "ACK w\(i)-\(4 + round * 3)" })
+            workers[i].kill9()
+        }
+        for (i, w) in workers.enumerated() where !doomed.contains(i) {
+            #expect(w.waitFor(timeout: 120) { $0 == "DONE" }, "worker \(i) finished: \(w.output.suffix(3)) \(w.errors)")
+        }
+
+        let listed = Set(try reg.list().servers.map(\.id))
+        for (i, w) in workers.enumerated() {
+            let acked = Set(w.output.filter { $0.hasPrefix("ACK ") }.map { String($0.dropFirst(4)) })
+            let unregistered = Set(w.output.filter { $0.hasPrefix("UNREG ") }.map { String($0.dropFirst(6)) })
+            let mine = listed.filter { $0.hasPrefix("w\(i)-") }
+            if doomed.contains(i) {
+                #expect(mine.isEmpty, "killed worker \(i) left \(mine.sorted())")
+            } else {
+                #expect(acked.count == iterations)
+                #expect(mine == acked.subtracting(unregistered), "worker \(i): listed \(mine.count), expected \(acked.count - unregistered.count)")
+            }
+        }
+        // The next write removes the dead for good; the file is valid format v1 throughout.
+        try reg.prune()
+        let raw = try JSONValue.parse(dir.contents())
+        let inFile = Set(raw.objectValue?["servers"]?.arrayValue?.compactMap { $0.objectValue?["id"]?.stringValue } ?? [])
+        #expect(inFile == listed)
+        try validateAgainstSchema([dir.file])
+
+        for (i, w) in workers.enumerated() where !doomed.contains(i) { w.finish() }
+        #expect(try reg.list().servers.isEmpty, "every survivor unregistered on close")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        #expect(!leftovers.contains("servers.json.tmp"))
+    }
+
+    @Test func threadsSharingOneHandle() async throws {
+        let dir = TempRegistryDir()
+        let reg = try dir.open()
+        defer { reg.close() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    for i in 0..<25 {
+                        let id = "t\(t)-\(i)"
+                        try reg.register(entry(id, port: 1000 + t * 100 + i, tools: ["tool-\(id)"]))
+                        #expect(try reg.resolveTool("tool-\(id)").id == id)
+                        try reg.setHealth(id, .healthy)
+                        if i % 5 == 0 { try reg.unregister(id) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try reg.list().servers.count == 8 * 20)
+        #expect(try reg.generation() == 8 * (25 * 2 + 5))
+    }
+
+    @Test func twoHandlesInOneProcess() throws {
+        let dir = TempRegistryDir()
+        let a = try dir.open(), b = try dir.open()
+        defer { a.close(); b.close() }
+        try a.register(entry("from-a", port: 1))
+        try b.register(entry("from-b", port: 2))
+        #expect(try a.list().servers.map(\.id) == ["from-a", "from-b"])
+        expectError(.exists) { try b.register(entry("from-a", port: 3)) }
+        try b.unregister("from-a")  // an operator may remove anyone's entry
+        #expect(try a.list().servers.map(\.id) == ["from-b"])
+    }
+
+    @Test func readersReparseOnlyWhenTheFileChanged() throws {
+        let dir = TempRegistryDir()
+        let reader = try dir.open(), writer = try dir.open()
+        defer { reader.close(); writer.close() }
+        try writer.register(entry("a", port: 1))
+        let first = try reader.snapshot()
+        #expect(try reader.snapshot() === first, "unchanged file: the same parsed snapshot")
+        try writer.register(entry("b", port: 2))
+        let second = try reader.snapshot()
+        #expect(second !== first)
+        #expect(second.document.generation == 2)
+    }
+}
