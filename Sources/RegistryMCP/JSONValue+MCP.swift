@@ -2,15 +2,23 @@ import MCP
 import RegistryKit
 
 extension JSONValue {
-    /// The same value as the MCP SDK's `MCP.Value`. Numbers become `.int` when their literal is an
-    /// integer that fits, else `.double`; object member order is lost (MCP objects are
-    /// dictionaries), which is why text content is written from RegistryKit's own JSON instead.
+    /// The same value as the MCP SDK's `Value`. Numbers become `.int` when their literal is an
+    /// integer that fits, else `.double`; a number no `Double` can hold (`1e400`, which JSON
+    /// allows but the SDK's encoder refuses) stays its literal, as a string. Object member order
+    /// is lost (MCP objects are dictionaries), which is why text content is written from
+    /// RegistryKit's own JSON instead.
     var mcpValue: MCP.Value {
         switch self {
         case .null: .null
         case .bool(let b): .bool(b)
         case .number(let literal):
-            if let i = Int(literal) { .int(i) } else if let d = Double(literal) { .double(d) } else { .string(literal) }
+            if let i = Int(literal) {
+                .int(i)
+            } else if let d = Double(literal), d.isFinite {
+                .double(d)
+            } else {
+                .string(literal)
+            }
         case .string(let s): .string(s)
         case .array(let items): .array(items.map(\.mcpValue))
         case .object(let o): .object(o.mcpValue)

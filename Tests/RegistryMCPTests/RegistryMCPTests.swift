@@ -54,6 +54,26 @@ import Testing
         }
     }
 
+    @Test func metadataOfAnyShapeComesThrough() async throws {
+        try await withHarness { h in
+            let metadata: JSONValue = .object(JSONObject([
+                ("project", "/home/user/project"), ("ratio", .number("1.5")),
+                ("huge", .number("1e400")), ("big", .number("12345678901234567890")),
+                ("nested", ["a": [1, 2, nil, true]]),
+            ]))
+            try h.registry.register(ServerEntry(id: "meta", url: "http://127.0.0.1:1/mcp", liveness: .none, metadata: metadata))
+            let r = try await h.call("servers/get", ["id": "meta"])
+            #expect(r.isError == false, "\(r.text)")
+            let m = try #require(r.structured["metadata"])
+            #expect(m["project"] == "/home/user/project")
+            #expect(m["ratio"] == .double(1.5))
+            #expect(m["huge"] == "1e400")  // no Double holds it: kept as its literal
+            #expect(m["big"] == .double(12345678901234567890))
+            #expect(m["nested"] == ["a": [1, 2, nil, true]])
+            #expect(r.text.contains(#""huge":1e400"#))  // the text keeps the number as written
+        }
+    }
+
     @Test func filtersByHealthTransportAndTool() async throws {
         try await withHarness { h in
             try h.add("a", tools: ["x"], health: .healthy)
