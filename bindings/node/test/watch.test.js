@@ -140,13 +140,8 @@ test('a child that exits cleanly on SIGTERM unregisters', async (t) => {
   assert.equal(registry.prune(), 0, 'close() removed it from the file already');
 });
 
-// The header: "Watches opened on the handle keep working until they are closed." The library
-// at the time of writing answers PEERREG_ECLOSED from peerreg_watch_next instead; reported.
-const WATCH_OUTLIVES_REGISTRY_TODO =
-  'libpeerregistry: peerreg_watch_next returns PEERREG_ECLOSED once the registry is closed';
-
-test('a watch keeps working after its registry handle is closed',
-  { todo: WATCH_OUTLIVES_REGISTRY_TODO }, async (t) => {
+// The header: "Watches opened on the handle keep working until they are closed."
+test('a watch keeps working after its registry handle is closed', async (t) => {
   const { file } = tempRegistry(t);
   const watcherRegistry = open(file);
   const watch = watchTemp(t, watcherRegistry);
