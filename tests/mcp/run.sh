@@ -31,6 +31,11 @@ if [ -z "${PEER_REGISTRY_BIN:-}" ]; then
     PEER_REGISTRY_BIN="$("$SWIFT" build --show-bin-path)/peer-registry"
 fi
 export PEER_REGISTRY_BIN
+mcp_help="$("$PEER_REGISTRY_BIN" mcp --help 2>&1 || true)"
+if [[ "$mcp_help" != *"USAGE: peer-registry mcp"* ]]; then
+    echo "run.sh: $PEER_REGISTRY_BIN has no 'mcp' subcommand (is MCPCommand.self among PeerRegistry's subcommands?)" >&2
+    exit 1
+fi
 
 export PEER_REGISTRY_LIB="${PEER_REGISTRY_LIB:-$root/build/lib/libpeerregistry.so}"
 if [ ! -f "$PEER_REGISTRY_LIB" ]; then
