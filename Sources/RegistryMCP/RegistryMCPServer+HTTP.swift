@@ -30,6 +30,7 @@ extension RegistryMCPServer {
         /// The largest request body accepted (413 beyond).
         public var maxBodyBytes = 4 << 20
 
+        /// Loopback, a free port and `/mcp` unless given.
         public init(host: String = "127.0.0.1", port: Int = 0, endpoint: String = "/mcp") {
             self.host = host
             self.port = port

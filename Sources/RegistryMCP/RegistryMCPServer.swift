@@ -9,8 +9,9 @@ import RegistryKit
 /// HTTP); they share one watch on the registry. Nothing a client sends stops the server: bad
 /// requests get MCP errors or `isError` results (see `RegistryTools`, `RegistryResources`).
 public final class RegistryMCPServer: Sendable {
-    /// The name and version this server reports in `initialize`.
+    /// The name this server reports in `initialize`.
     public static let name = "peer-registry"
+    /// The version this server reports in `initialize` (the package's).
     public static let version = "0.1.0"
 
     static let instructions = """
@@ -22,8 +23,11 @@ public final class RegistryMCPServer: Sendable {
         when servers come and go.
         """
 
+    /// The registry served (never closed by the server).
     public let registry: Registry
+    /// The tools every session offers.
     public let tools: RegistryTools
+    /// The resources every session offers.
     public let resources: RegistryResources
     let feed: ChangeFeed
 

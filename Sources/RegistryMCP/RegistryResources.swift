@@ -8,15 +8,21 @@ import RegistryKit
 /// or id is -32002 (resource not found), an unreadable registry -32603 with the registry's
 /// message.
 public struct RegistryResources: Sendable {
+    /// The live list.
     public static let serversURI = "registry://servers"
+    /// What precedes an id in the URI of one entry.
     public static let serverURIPrefix = "registry://servers/"
+    /// The URI template of one entry.
     public static let serverTemplate = "registry://servers/{id}"
+    /// The MIME type of every resource.
     public static let mimeType = "application/json"
     /// JSON-RPC code for "Resource not found" (MCP specification, resources).
     public static let resourceNotFound = -32002
 
+    /// The registry read.
     public let registry: Registry
 
+    /// Resources of `registry`.
     public init(registry: Registry) {
         self.registry = registry
     }
@@ -28,6 +34,7 @@ public struct RegistryResources: Sendable {
         return ServerEntry.isValidID(id) ? id : nil
     }
 
+    /// `registry://servers/<id>`.
     public static func uri(of id: String) -> String { serverURIPrefix + id }
 
     /// Whether `uri` names a resource this server has or may have (an entry that is not
@@ -58,6 +65,7 @@ public struct RegistryResources: Sendable {
         return out
     }
 
+    /// `resources/templates/list`: `registry://servers/{id}`.
     public static let templates = [Resource.Template(
         uriTemplate: serverTemplate,
         name: "server",

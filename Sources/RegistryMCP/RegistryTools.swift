@@ -8,15 +8,23 @@ import RegistryKit
 /// and an unreadable registry are tool execution errors — a result with `isError: true` and a
 /// message saying what was wrong — so an agent can read them and correct its call.
 public struct RegistryTools: Sendable {
+    /// The live servers, optionally filtered (seed 004's name).
     public static let list = "instances/list"
+    /// One live entry by id.
     public static let get = "servers/get"
+    /// The server that handles a tool, resource or prompt.
     public static let resolve = "servers/resolve"
+    /// A server's health, optionally probed first.
     public static let health = "servers/health"
+    /// Every tool, in the order `tools/list` gives them.
     public static let names = [list, get, resolve, health]
 
+    /// The registry the tools read (and `servers/health` with `probe` writes).
     public let registry: Registry
+    /// How `servers/health` probes.
     public let probePolicy: ProbePolicy
 
+    /// Tools on `registry`.
     public init(registry: Registry, probePolicy: ProbePolicy = ProbePolicy()) {
         self.registry = registry
         self.probePolicy = probePolicy
