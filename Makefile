@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: all run lib test test-swift test-c test-python test-node test-go test-mcp clean
+.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-mcp clean
 
 all: lib
 
@@ -56,6 +56,10 @@ test-go: lib
 ## The MCP server (peer-registry mcp) driven by the official MCP Python SDK.
 test-mcp: lib
 	bash tests/mcp/run.sh
+
+## Write latency against the raw floor, and read costs (writes docs/BENCHMARKS.md).
+bench: lib
+	bash benchmarks/run.sh
 
 clean:
 	rm -rf $(BUILD) .build $(LIB_SCRATCH)

@@ -9,12 +9,14 @@ static pthread_mutex_t tracked_lock = PTHREAD_MUTEX_INITIALIZER;
 static int *tracked = NULL;
 static int tracked_len = 0, tracked_cap = 0;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static volatile int fork_generation = 0;
 
 /* fork() copies the table with the lock held by us (prepare), so the child sees a consistent
  * table and can close every inherited descriptor before anything else runs. */
 static void on_prepare(void) { pthread_mutex_lock(&tracked_lock); }
 static void on_parent(void) { pthread_mutex_unlock(&tracked_lock); }
 static void on_child(void) {
+    fork_generation++;
     for (int i = 0; i < tracked_len; i++) close(tracked[i]);
     tracked_len = 0;
     pthread_mutex_unlock(&tracked_lock);
@@ -42,6 +44,8 @@ void prshim_untrack_fd(int fd) {
     }
     pthread_mutex_unlock(&tracked_lock);
 }
+
+int prshim_fork_generation(void) { return fork_generation; }
 
 int prshim_tracked_count(void) {
     pthread_mutex_lock(&tracked_lock);

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Synchronization
+import CRegistryShims
 
 /// A handle on one registry file (docs/FORMAT.md): the only code that reads, locks, writes,
 /// validates and prunes it. Safe to share between threads.
@@ -39,6 +40,8 @@ public final class Registry: Sendable {
     let store: RegistryStore
     /// The process that opened the handle; in a forked child the handle is closed.
     let ownerPID: pid_t
+    /// `prshim_fork_generation()` when opened: differs in a forked child (checked without a syscall).
+    let forkGeneration: Int32
 
     struct State {
         var closed = false
@@ -69,7 +72,11 @@ public final class Registry: Sendable {
         self.options = options
         self.store = try RegistryStore(path: resolved, limits: options.limits)
         self.ownerPID = getpid()
+        self.forkGeneration = prshim_fork_generation()
     }
+
+    /// True in the process that opened the handle, false in a forked child.
+    var inOwnerProcess: Bool { prshim_fork_generation() == forkGeneration }
 
     deinit {
         close()
@@ -87,7 +94,7 @@ public final class Registry: Sendable {
         guard wasOpen else { return }
         // In a forked child the descriptors were already closed at fork (registry_shims.c) and
         // the entries belong to the parent: touch nothing.
-        guard getpid() == ownerPID else { return }
+        guard inOwnerProcess else { return }
         if !leases.isEmpty {
             _ = try? transaction(allowClosed: true) { txn throws(RegistryError) in
                 txn.document.servers.removeAll { leases[$0.id] != nil }
@@ -103,7 +110,7 @@ public final class Registry: Sendable {
     }
 
     func checkUsable() throws(RegistryError) {
-        if getpid() != ownerPID {
+        if !inOwnerProcess {
             throw RegistryError(.closed, "this registry handle was opened by pid \(ownerPID) and inherited across fork(); open a new one in this process")
         }
         if state.withLock({ $0.closed }) { throw RegistryError(.closed, "the registry handle is closed") }
@@ -170,7 +177,7 @@ public final class Registry: Sendable {
     @discardableResult
     func transaction<T>(allowClosed: Bool = false, _ body: (inout Transaction) throws(RegistryError) -> T) throws(RegistryError) -> (T, Int) {
         if allowClosed {
-            guard getpid() == ownerPID else { throw RegistryError(.closed, "inherited across fork()") }
+            guard inOwnerProcess else { throw RegistryError(.closed, "inherited across fork()") }
         } else {
             try checkUsable()
         }
@@ -225,7 +232,7 @@ public final class Registry: Sendable {
             throw RegistryError(.limit, "the registry would hold \(txn.document.servers.count) entries, over the limit of \(options.limits.maxEntries)")
         }
         txn.document.generation += 1
-        let bytes = txn.document.encode()
+        let bytes = txn.document.encodeCaching()
         guard bytes.count <= options.limits.maxFileBytes else {
             throw RegistryError(.limit, "the registry file would be \(bytes.count) bytes, over the limit of \(options.limits.maxFileBytes)")
         }

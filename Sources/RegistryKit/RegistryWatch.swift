@@ -110,7 +110,7 @@ public final class RegistryWatch: @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         closed = true
-        if getpid() == registry.ownerPID { closeDescriptors() }
+        if registry.inOwnerProcess { closeDescriptors() }
         registry.close()
     }
 
@@ -124,7 +124,7 @@ public final class RegistryWatch: @unchecked Sendable {
     /// Returns nil when nothing changed in time.
     /// - Throws: `.closed` after `close()`; the read errors of `list` (e.g. `.corrupt`).
     public func next(timeoutMilliseconds: Int) throws(RegistryError) -> RegistryEvent? {
-        guard !closed, getpid() == registry.ownerPID else { throw RegistryError(.closed, "the watch is closed") }
+        guard !closed, registry.inOwnerProcess else { throw RegistryError(.closed, "the watch is closed") }
         let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.monotonicMicros() / 1000 + Int64(timeoutMilliseconds)
         while true {
             drain()

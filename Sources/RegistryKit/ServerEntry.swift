@@ -93,33 +93,36 @@ public struct Capabilities: Sendable, Hashable {
 /// disk until it is passed to `Registry.register`.
 public struct ServerEntry: Sendable, Hashable {
     /// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`: it names a lease file and splits qualified names.
-    public var id: String
-    public var name: String?
-    public var url: String?
-    public var port: Int?
-    public var transport: Transport?
-    public var pid: Int32?
+    public var id: String { didSet { encoded = nil } }
+    public var name: String? { didSet { encoded = nil } }
+    public var url: String? { didSet { encoded = nil } }
+    public var port: Int? { didSet { encoded = nil } }
+    public var transport: Transport? { didSet { encoded = nil } }
+    public var pid: Int32? { didSet { encoded = nil } }
     /// The start time of `pid` (Linux: `/proc/<pid>/stat` field 22, clock ticks since boot),
     /// recorded at registration for `pid` liveness so a reused pid is not taken for the server.
-    public var pidStartTime: UInt64?
+    public var pidStartTime: UInt64? { didSet { encoded = nil } }
     /// ISO 8601 UTC, e.g. `2026-11-21T09:30:00.000Z`.
-    public var startedAt: String?
+    public var startedAt: String? { didSet { encoded = nil } }
     /// ISO 8601 UTC; updated by `heartbeat`.
-    public var lastSeen: String?
-    public var liveness: Liveness
-    public var ttlSeconds: Int?
-    public var capabilities: Capabilities
-    public var health: Health
-    public var requiresSession: Bool?
+    public var lastSeen: String? { didSet { encoded = nil } }
+    public var liveness: Liveness { didSet { encoded = nil } }
+    public var ttlSeconds: Int? { didSet { encoded = nil } }
+    public var capabilities: Capabilities { didSet { encoded = nil } }
+    public var health: Health { didSet { encoded = nil } }
+    public var requiresSession: Bool? { didSet { encoded = nil } }
     /// Anything the registrant wants to publish (any JSON, within the limits).
-    public var metadata: JSONValue?
+    public var metadata: JSONValue? { didSet { encoded = nil } }
     /// Fields this version does not know, kept as they were.
-    public var extra: JSONObject
+    public var extra: JSONObject { didSet { encoded = nil } }
     /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
     /// written back exactly as it was, without the derived id.
-    public internal(set) var isLegacy: Bool = false
+    public internal(set) var isLegacy: Bool = false { didSet { encoded = nil } }
     /// The order of the keys as read from the file, so a rewrite keeps it. Not part of equality.
-    var keyOrder = KeyOrder()
+    var keyOrder = KeyOrder() { didSet { encoded = nil } }
+    /// This entry's JSON as last encoded or read; any change to a field drops it, so a write
+    /// re-encodes only the entries it changed. Not part of equality.
+    var encoded: EncodedBytes?
 
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
@@ -157,5 +160,13 @@ public struct ServerEntry: Sendable, Hashable {
 struct KeyOrder: Sendable, Hashable {
     var keys: [String] = []
     static func == (_: KeyOrder, _: KeyOrder) -> Bool { true }
+    func hash(into hasher: inout Hasher) {}
+}
+
+/// Encoded JSON kept with an entry (see `ServerEntry.encoded`). Always equal.
+final class EncodedBytes: Sendable, Hashable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    static func == (_: EncodedBytes, _: EncodedBytes) -> Bool { true }
     func hash(into hasher: inout Hasher) {}
 }

@@ -47,6 +47,30 @@ import Testing
         #expect(try reg.generation() == 4)
     }
 
+    @Test func everyChangeReachesTheFileDespiteCachedEncodings() throws {
+        let dir = TempRegistryDir()
+        let writer = try dir.open()
+        defer { writer.close() }
+        var e = entry("cached", tools: ["one"])
+        try writer.register(e)
+        try writer.register(entry("other", port: 2))
+        try writer.setHealth("cached", .degraded, message: "slow disk")
+        e.capabilities.tools.append("two")
+        e.metadata = ["v": 2]
+        try writer.register(e)
+        try writer.heartbeat("other")
+        let fresh = try dir.open()  // a new handle reads the file itself
+        defer { fresh.close() }
+        let stored = try fresh.get("cached")
+        #expect(stored.capabilities.tools == ["one", "two"])
+        #expect(stored.metadata == ["v": 2])
+        #expect(stored.health.status == .unknown, "re-registering replaced the reported health")
+        let raw = try JSONValue.parse(dir.contents())
+        let cached = raw.objectValue?["servers"]?.arrayValue?.first { $0.objectValue?["id"] == "cached" }
+        #expect(cached.map { try? ServerEntry(jsonText: $0.jsonText) }??.capabilities.tools == ["one", "two"])
+        #expect(try fresh.get("other").lastSeen == (try writer.get("other").lastSeen))
+    }
+
     @Test func keepsFieldsItDoesNotKnow() throws {
         let dir = TempRegistryDir()
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -11,6 +11,10 @@ int prshim_track_fd(int fd);
 /* Forgets fd (call before closing it). Unknown fds are ignored. */
 void prshim_untrack_fd(int fd);
 
+/* How many times this process's ancestry forked since the library loaded: 0 in the original
+ * process, incremented in each child. A plain memory read, unlike getpid() (a system call). */
+int prshim_fork_generation(void);
+
 /* Number of fds currently tracked (for tests). */
 int prshim_tracked_count(void);
 

@@ -11,6 +11,13 @@ struct LivenessJudge {
     let ownLeases: Set<String>
     let nowMillis: Int64
 
+    init(store: RegistryStore, ownLeases: Set<String>, nowMillis: Int64) {
+        self.store = store
+        self.ownLeases = ownLeases
+        self.nowMillis = nowMillis
+        store.leaseTracker?.refresh()
+    }
+
     /// Whether `entry` is alive. For a dead lease entry found while holding the write lock
     /// (`claimDeadLeases`), the lease fd is returned in `claimed` still locked, so the caller can
     /// unlink the lease file after its write without racing a new registrant.
@@ -40,18 +47,20 @@ struct LivenessJudge {
     /// means nobody holds it: the owner is gone. A missing file means the same.
     private func leaseHeld(_ id: String, claimed: inout [String: Int32], claim: Bool) -> Bool {
         guard let dir = try? store.leasesDirectory(create: false) else { return false }
-        let fd = Sys.openAt(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return false }
-        if flock(fd, (claim ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
-            close(fd)
-            return true
+        var claimedFD: Int32 = -1
+        let probe: () -> Bool = {
+            let fd = Sys.openAt(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            guard fd >= 0 else { return false }
+            if flock(fd, (claim ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
+                close(fd)
+                return true
+            }
+            if claim { claimedFD = fd } else { close(fd) }
+            return false
         }
-        if claim {
-            claimed[id] = fd
-        } else {
-            close(fd)
-        }
-        return false
+        let held = store.leaseTracker.map { $0.isHeld(id, probe: probe) } ?? probe()
+        if claimedFD >= 0 { claimed[id] = claimedFD }
+        return held
     }
 
     /// Linux: `/proc/<pid>/stat` exists, is not a zombie, and (when recorded) field 22 — the

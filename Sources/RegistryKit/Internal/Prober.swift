@@ -62,7 +62,7 @@ enum Prober {
 
     private static func tcpOnly(_ t: Target, timeoutMillis: Int) -> ProbeOutcome {
         let deadline = Sys.monotonicMicros() / 1000 + Int64(timeoutMillis)
-        switch connect(t, deadline: deadline) {
+        switch connect(t, deadline: deadline, timeoutMillis: timeoutMillis) {
         case .success(let fd):
             Glibc.close(fd)
             return ProbeOutcome(reachable: true, message: "TCP connect to \(t.host):\(t.port) ok")
@@ -77,7 +77,7 @@ enum Prober {
     private static func httpPing(_ t: Target, timeoutMillis: Int) -> ProbeOutcome {
         let deadline = Sys.monotonicMicros() / 1000 + Int64(timeoutMillis)
         let fd: Int32
-        switch connect(t, deadline: deadline) {
+        switch connect(t, deadline: deadline, timeoutMillis: timeoutMillis) {
         case .success(let f): fd = f
         case .failure(let why): return ProbeOutcome(reachable: false, message: why.description)
         }
@@ -153,7 +153,7 @@ enum Prober {
     }
 
     /// A non-blocking connect to the first address of `t` that answers before the deadline.
-    private static func connect(_ t: Target, deadline: Int64) -> Result<Int32, ProbeFailure> {
+    private static func connect(_ t: Target, deadline: Int64, timeoutMillis: Int) -> Result<Int32, ProbeFailure> {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
@@ -176,7 +176,7 @@ enum Prober {
                 continue
             }
             guard wait(fd, events: Int16(POLLOUT), deadline: deadline) else {
-                lastError = "connect to \(t.host):\(t.port) timed out"
+                lastError = "connect to \(t.host):\(t.port) timed out after \(timeoutMillis) ms"
                 Glibc.close(fd)
                 continue
             }

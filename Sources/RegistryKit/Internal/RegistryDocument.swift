@@ -66,9 +66,35 @@ struct RegistryDocument: Sendable, Equatable {
     }
 
     /// The file's bytes: known fields first, one entry per line (readable, and cheap to write).
-    func encode() -> [UInt8] {
+    /// An entry still holding the bytes it was last encoded to (no field changed since) is
+    /// copied, not encoded again; the others are encoded and keep their bytes for next time.
+    mutating func encodeCaching() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + servers.count * 384)
+        out.reserveCapacity(256 + servers.count * 512)
+        encodeHeader(into: &out)
+        for i in servers.indices {
+            out.append(contentsOf: (i == 0 ? "\n    " : ",\n    ").utf8)
+            if let cached = servers[i].encoded {
+                out.append(contentsOf: cached.bytes)
+            } else {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(512)
+                JSONWriter.write(.object(servers[i].jsonObject), into: &bytes)
+                out.append(contentsOf: bytes)
+                servers[i].encoded = EncodedBytes(bytes)
+            }
+        }
+        out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)
+        return out
+    }
+
+    /// The file's bytes (see `encodeCaching`).
+    func encode() -> [UInt8] {
+        var copy = self
+        return copy.encodeCaching()
+    }
+
+    private func encodeHeader(into out: inout [UInt8]) {
         out.append(contentsOf: "{\n  \"version\": \(version),\n  \"generation\": \(generation),\n".utf8)
         for m in extra.members {
             out.append(contentsOf: "  ".utf8)
@@ -78,11 +104,6 @@ struct RegistryDocument: Sendable, Equatable {
             out.append(contentsOf: ",\n".utf8)
         }
         out.append(contentsOf: "  \"servers\": [".utf8)
-        for (i, entry) in servers.enumerated() {
-            out.append(contentsOf: (i == 0 ? "\n    " : ",\n    ").utf8)
-            JSONWriter.write(.object(entry.jsonObject), into: &out)
-        }
-        out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)
-        return out
     }
 }
+

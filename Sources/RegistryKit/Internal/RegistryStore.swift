@@ -36,6 +36,10 @@ final class RegistryStore: Sendable {
     /// Serialises writers of this file inside the process (flock serialises processes).
     let processMutex: FileMutex
     private let leasesFD = Mutex<Int32>(-1)
+    private let tracker = Mutex<LeaseTracker?>(nil)
+
+    /// The process's lease tracker for this registry, once `leases/` has been opened.
+    var leaseTracker: LeaseTracker? { tracker.withLock { $0 } }
 
     var filePath: String { directory + "/" + fileName }
     var lockPath: String { directory + "/" + lockName }
@@ -189,33 +193,56 @@ final class RegistryStore: Sendable {
 
     /// Holds the in-process mutex and `flock(LOCK_EX)` on the lock file while `body` runs.
     /// Waits at most `timeoutMicros`; the timeout error names the holder's pid.
+    ///
+    /// Uncontended, this is one non-blocking `flock`. Contended, a helper thread blocks in
+    /// `flock` on a descriptor of its own while this thread waits for it with the deadline: the
+    /// kernel wakes blocked waiters the moment the lock is released, so a busy writer cannot
+    /// starve the others the way polling with sleeps would.
     func withWriteLock<T>(timeoutMicros: Int64, _ body: () throws(RegistryError) -> T) throws(RegistryError) -> T {
         try processMutex.mutex.withLock { _ throws(RegistryError) -> T in
-            let deadline = Sys.monotonicMicros() + timeoutMicros
-            var pause = 20
+            var held = lockFD
+            var ownsDescriptor = false
             while flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
-                guard errno == EWOULDBLOCK || errno == EINTR else { throw Sys.ioError("flock", lockPath) }
-                if Sys.monotonicMicros() >= deadline {
-                    throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(lockPath)\(holderDescription())")
-                }
-                Sys.sleepMicros(pause)
-                pause = min(pause * 2, 1000)
+                if errno == EINTR { continue }
+                guard errno == EWOULDBLOCK else { throw Sys.ioError("flock", lockPath) }
+                held = try waitForLock(timeoutMicros: timeoutMicros)
+                ownsDescriptor = true
+                break
             }
             defer {
                 CrashPoint.beforeUnlock.reached()
-                flock(lockFD, LOCK_UN)
+                flock(held, LOCK_UN)
+                if ownsDescriptor { Sys.closeTracked(held) }
             }
             CrashPoint.afterLock.reached()
-            recordHolder()
+            recordHolder(held)
             return try body()
         }
     }
 
+    /// Blocks in `flock(LOCK_EX)` on a second descriptor, in a helper thread, for at most
+    /// `timeoutMicros`. Returns that descriptor, locked. On timeout the helper is told to let go
+    /// of the lock as soon as it gets it.
+    private func waitForLock(timeoutMicros: Int64) throws(RegistryError) -> Int32 {
+        let fd = Sys.openAt(dirFD, lockName, O_RDWR | O_NOFOLLOW)
+        guard fd >= 0 else { throw Sys.ioError("open", lockPath) }
+        Sys.track(fd)
+        let waiter: LockWaiter
+        do throws(RegistryError) {
+            waiter = try LockWaiter(fd: fd)
+        } catch {
+            Sys.closeTracked(fd)
+            throw error
+        }
+        runOnThread { waiter.block() }
+        if waiter.await(timeoutMicros: timeoutMicros) { return fd }
+        throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(lockPath)\(holderDescription())")
+    }
     /// The holder writes its pid into the lock file so a waiter's timeout can name it.
-    private func recordHolder() {
+    private func recordHolder(_ fd: Int32) {
         let text = Array("\(getpid())\n".utf8)
-        _ = text.withUnsafeBytes { pwrite(lockFD, $0.baseAddress, $0.count, 0) }
-        _ = ftruncate(lockFD, off_t(text.count))
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        _ = ftruncate(fd, off_t(text.count))
     }
 
     private func holderDescription() -> String {
@@ -289,7 +316,64 @@ final class RegistryStore: Sendable {
             }
             Sys.track(opened)
             fd = opened
+            let t = LeaseTracker.forDirectory(opened, path: leasesPath)
+            tracker.withLock { $0 = t }
             return opened
+        }
+    }
+}
+
+/// A blocking `flock` handed from a helper thread to a waiter with a deadline. Exactly one of
+/// "the waiter takes the lock" and "the waiter gave up" happens (compare-and-swap on `state`);
+/// a helper whose waiter gave up unlocks and closes as soon as it gets the lock.
+final class LockWaiter: Sendable {
+    private let fd: Int32
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    /// 0: waiting, 1: acquired and handed over, 2: the waiter gave up.
+    private let state = Atomic<Int>(0)
+
+    init(fd: Int32) throws(RegistryError) {
+        self.fd = fd
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else { throw Sys.ioError("pipe", "lock waiter") }
+        for end in pipeFDs { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        wakeRead = pipeFDs[0]
+        wakeWrite = pipeFDs[1]
+    }
+
+    /// Runs on the helper thread.
+    func block() {
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        if state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+            Glibc.close(wakeWrite)
+        } else {
+            flock(fd, LOCK_UN)
+            Sys.closeTracked(fd)
+            Glibc.close(wakeWrite)
+            Glibc.close(wakeRead)
+        }
+    }
+
+    /// Runs on the waiting thread: true when the lock is ours before the deadline.
+    func await(timeoutMicros: Int64) -> Bool {
+        let deadline = Sys.monotonicMicros() + timeoutMicros
+        while true {
+            if state.load(ordering: .acquiring) == 1 {
+                Glibc.close(wakeRead)
+                return true
+            }
+            let left = deadline - Sys.monotonicMicros()
+            if left <= 0 {
+                if state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged {
+                    return false  // the helper unlocks and closes everything once it gets the lock
+                }
+                continue  // it got the lock just now: state is 1
+            }
+            var p = pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)
+            _ = poll(&p, 1, Int32(clamping: (left + 999) / 1000))
         }
     }
 }

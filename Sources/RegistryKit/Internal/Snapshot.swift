@@ -5,16 +5,24 @@ import Synchronization
 final class Snapshot: Sendable {
     let document: RegistryDocument
     let stamp: FileStamp?
-    let positionByID: [String: Int]
     private let lazyIndex = Mutex<ResolutionIndex?>(nil)
+    private let lazyPositions = Mutex<[String: Int]?>(nil)
 
     init(document: RegistryDocument, stamp: FileStamp?) {
         self.document = document
         self.stamp = stamp
-        var byID: [String: Int] = [:]
-        byID.reserveCapacity(document.servers.count)
-        for (i, e) in document.servers.enumerated() { byID[e.id] = i }
-        self.positionByID = byID
+    }
+
+    /// Entry positions by id, built on first use (writers never need it).
+    var positionByID: [String: Int] {
+        lazyPositions.withLock { positions in
+            if let positions { return positions }
+            var byID: [String: Int] = [:]
+            byID.reserveCapacity(document.servers.count)
+            for (i, e) in document.servers.enumerated() { byID[e.id] = i }
+            positions = byID
+            return byID
+        }
     }
 
     static let empty = Snapshot(document: RegistryDocument(), stamp: nil)

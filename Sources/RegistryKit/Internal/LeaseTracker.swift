@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CRegistryShims
+
+/// Remembers which leases were seen held, so that checking N live leases does not cost N
+/// open+flock+close on every write and every `list`.
+///
+/// Sound because of the order in which Linux releases a file (`__fput`): the inotify close event
+/// is queued *before* the file's `flock` is dropped. So a lease seen held stays held until an
+/// `IN_CLOSE_WRITE` (owners open their lease read-write) or `IN_DELETE`/`IN_MOVED_FROM` names it;
+/// draining the queue before trusting the set is enough. An overflowed queue forgets everything.
+/// One per process and `leases/` directory (inotify instances are a per-user budget of 128).
+/// Without inotify (or in a forked child) it remembers nothing and every check is made in full.
+final class LeaseTracker: Sendable {
+    private let inotifyFD: Int32
+    private let forkGeneration: Int32
+    /// Leases seen held. Probing and recording happen under this lock, and so does draining
+    /// the event queue, so an event can never be applied between a probe and its record.
+    private let known = Mutex<Set<String>>([])
+    /// Set when the watch itself is gone (directory removed or moved): trust nothing after.
+    private let broken = Atomic<Bool>(false)
+
+    private init(leasesPath: String) {
+        forkGeneration = prshim_fork_generation()
+        var fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        if fd >= 0 {
+            let mask = UInt32(IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF)
+            if inotify_add_watch(fd, leasesPath, mask) < 0 {
+                close(fd)
+                fd = -1
+            } else {
+                Sys.track(fd)
+            }
+        }
+        inotifyFD = fd
+    }
+
+    private static let table = Mutex<[String: LeaseTracker]>([:])
+
+    /// The tracker for the `leases/` directory open as `dirFD` at `path`.
+    static func forDirectory(_ dirFD: Int32, path: String) -> LeaseTracker? {
+        var st = stat()
+        guard fstat(dirFD, &st) == 0 else { return nil }
+        let key = "\(st.st_dev):\(st.st_ino)"
+        return table.withLock { table in
+            if let t = table[key], t.forkGeneration == prshim_fork_generation() { return t }
+            let t = LeaseTracker(leasesPath: path)
+            table[key] = t
+            return t
+        }
+    }
+
+    private var usable: Bool {
+        inotifyFD >= 0 && forkGeneration == prshim_fork_generation() && !broken.load(ordering: .acquiring)
+    }
+
+    /// Forgets every lease whose file was closed by a writer, removed or renamed since the last
+    /// call. Call once before a round of `isHeld` checks.
+    func refresh() {
+        guard usable else { return }
+        known.withLock { set in
+            var buffer = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                var offset = 0
+                let header = MemoryLayout<inotify_event>.size
+                while offset + header <= n {
+                    let (mask, length) = buffer.withUnsafeBytes { raw -> (UInt32, Int) in
+                        let ev = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+                        return (ev.mask, Int(ev.len))
+                    }
+                    if mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT) != 0 {
+                        broken.store(true, ordering: .releasing)
+                        set.removeAll()
+                    } else if mask & UInt32(IN_Q_OVERFLOW) != 0 {
+                        set.removeAll()
+                    }
+                    if length > 0, offset + header + length <= n {
+                        let nameBytes = buffer[(offset + header)..<(offset + header + length)].prefix { $0 != 0 }
+                        let name = String(decoding: nameBytes, as: UTF8.self)
+                        if name.hasSuffix(".lease") { set.remove(String(name.dropLast(6))) }
+                    }
+                    offset += header + length
+                }
+            }
+        }
+    }
+
+    /// Whether `id`'s lease is held: true at once when it was seen held and nothing released it
+    /// since; otherwise `probe()` decides (true: held), and a held lease is remembered.
+    func isHeld(_ id: String, probe: () -> Bool) -> Bool {
+        guard usable else { return probe() }
+        return known.withLock { set in
+            if set.contains(id) { return true }
+            let held = probe()
+            if held { set.insert(id) }
+            return held
+        }
+    }
+}
