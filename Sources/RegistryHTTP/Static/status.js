@@ -40,10 +40,10 @@ function row(entry, flash) {
     el('td', { className: 'health', dataset: { status: health.status } },
       el('span', { className: 'badge', dataset: { status: health.status }, textContent: health.status }),
       health.message ? el('small', { textContent: ' ' + health.message }) : null),
-    el('td', { textContent: liveness }),
+    el('td', { className: 'nowrap', textContent: liveness }),
     el('td', { textContent: entry.pid ?? '–' }),
     el('td', {}, ...chips(caps.tools, 'tool'), ...chips(caps.resources, 'resource'), ...chips(caps.prompts, 'prompt')),
-    el('td', {}, el('small', { textContent: entry.startedAt ? new Date(entry.startedAt).toLocaleTimeString() : '–' })));
+    el('td', { className: 'nowrap' }, el('small', { textContent: entry.startedAt ? new Date(entry.startedAt).toLocaleTimeString() : '–' })));
   if (flash) tr.classList.add('flash');
   return tr;
 }
