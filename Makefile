@@ -14,13 +14,13 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-mcp clean
+.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-mcp test-cli test-browser clean
 
 all: lib
 
-## The main job: list the servers in the default registry.
+## The main job: serve the default registry to browsers (status page at http://127.0.0.1:3001/).
 run:
-	$(SWIFT) run -c release peer-registry list
+	$(SWIFT) run -c release peer-registry serve
 
 ## The self-contained C library, header and pkg-config file under build/.
 lib: $(LIBFILE)
@@ -34,7 +34,7 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 	cp include/peer_registry.h $(BUILD)/include/
 	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
 
-test: test-swift test-c test-python test-node test-go test-mcp
+test: test-swift test-c test-python test-node test-go test-mcp test-cli test-browser
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -56,6 +56,17 @@ test-go: lib
 ## The MCP server (peer-registry mcp) driven by the official MCP Python SDK.
 test-mcp: lib
 	bash tests/mcp/run.sh
+
+## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve.
+test-cli:
+	$(SWIFT) build --product peer-registry
+	python3 tests/cli/test_cli.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+
+## Headless chromium on the status page and a discovery.js page (installs chromium when root and
+## missing); screenshots and SSE latency figures in build/test-browser/.
+test-browser:
+	$(SWIFT) build --product peer-registry
+	python3 tests/browser/test_browser.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
 ## Write latency against the raw floor, and read costs (writes docs/BENCHMARKS.md).
 bench: lib
