@@ -101,13 +101,13 @@ class CLITestCase(unittest.TestCase):
 class HelpAndUsage(CLITestCase):
     def test_help_lists_every_subcommand(self):
         out = self.ok("--help", registry=False)
-        for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve"]:
+        for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:
             self.assertIn(f"  {name}", out)
         self.assertIn("--registry", self.ok("list", "--help", registry=False))
         self.assertEqual(self.ok("--version", registry=False).strip(), "0.1.0")
 
     def test_every_subcommand_accepts_registry(self):
-        for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve"]:
+        for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:
             self.assertIn("--registry <path>", self.ok(name, "--help", registry=False), name)
 
     def test_usage_errors_exit_64(self):
