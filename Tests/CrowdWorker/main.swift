@@ -31,7 +31,19 @@ func waitForStdinToClose() {
 }
 
 let args = CommandLine.arguments
-guard args.count >= 3 else { fail("usage: crowd|hold|write-loop <registry> ...") }
+if args.count == 2, args[1] == "default-path" {
+    // Opens the default registry (no path): prints where it is and what it lists.
+    do {
+        let registry = try Registry()
+        emit(registry.path)
+        emit(String(try registry.list().servers.count))
+        registry.close()
+    } catch {
+        fail("open default: \(error)")
+    }
+    exit(0)
+}
+guard args.count >= 3 else { fail("usage: crowd|hold|write-loop <registry> ... | default-path") }
 let registry: Registry
 do {
     registry = try Registry(path: args[2])

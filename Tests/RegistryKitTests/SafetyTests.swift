@@ -21,6 +21,19 @@ import Testing
         #expect(st.st_mode & 0o777 == 0o700)
     }
 
+    @Test func defaultPathIsTheEnvironmentVariableElseHome() throws {
+        let dir = TempRegistryDir()
+        let viaEnv = try Worker(["default-path"], environment: ["PEER_REGISTRY_PATH": dir.path + "/custom.json"])
+        viaEnv.finish()
+        #expect(viaEnv.output.first == dir.path + "/custom.json")
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/custom.json.lock"))
+        let viaHome = try Worker(["default-path"], environment: ["PEER_REGISTRY_PATH": "", "HOME": dir.path + "/home"])
+        viaHome.finish()
+        #expect(viaHome.output.first == dir.path + "/home/.peer-plan/servers.json")
+        var st = stat()
+        #expect(stat(dir.path + "/home/.peer-plan", &st) == 0 && st.st_mode & 0o777 == 0o700)
+    }
+
     @Test func refusesGroupOrOtherWritableDirectory() throws {
         let dir = TempRegistryDir()
         try dir.open().close()
