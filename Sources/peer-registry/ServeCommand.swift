@@ -59,6 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
         let shownHost = bare
         let registryPath = registry.path
         let statusPage = server.staticDirectory == nil ? " (status page files not found: only the API is served)" : ""
+        if ["0.0.0.0", "[::]"].contains(bare), allowedHosts.isEmpty {
+            Output.note("listening on every interface, but only loopback Host names are answered: add --allow-host NAME for the name other machines use")
+        }
         do {
             try await server.run(stopOnSignals: true) { boundPort in
                 listening.store(true, ordering: .relaxed)
