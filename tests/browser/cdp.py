@@ -151,14 +151,20 @@ class Page:
         return result["result"].get("value")
 
     def wait_for(self, expression, timeout=15.0, interval=0.02):
-        """Evaluates `expression` until it is truthy; returns its value, or raises after `timeout`."""
+        """Evaluates `expression` until it is truthy; returns its value, or raises after `timeout`.
+        An exception counts as not yet (the page may still be loading: an element not there)."""
         deadline = time.monotonic() + timeout
+        last_error = None
         while True:
-            value = self.evaluate(expression)
-            if value:
-                return value
+            try:
+                value = self.evaluate(expression)
+                if value:
+                    return value
+            except RuntimeError as error:
+                last_error = error
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"not true within {timeout} s: {expression}\n{self.console()}")
+                raise TimeoutError(f"not true within {timeout} s: {expression}\n"
+                                   f"last error: {last_error}\n{self.console()}")
             time.sleep(interval)
 
     def screenshot(self, path):
