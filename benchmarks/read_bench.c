@@ -1,7 +1,8 @@
 /* Reads (get, resolve, list) against an unchanged file, and the first read just after another
  * process changed it (which re-parses the file and rebuilds the resolution index).
  *
- * Usage: read_bench <dir> <entries> <iterations>
+ * Usage: read_bench <dir> <entries> <iterations> [seeded]
+ *   seeded: <dir>/servers.json already holds the N entries (benchmarks/seed_registry.c)
  *
  * The registry holds N static entries and one more that a forked writer process re-registers
  * (metadata.seq = i) whenever the reader asks: a durable write by another process. For each
@@ -29,14 +30,15 @@ static void die(const char *what, peerreg_error *err) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: read_bench <dir> <entries> <iterations>\n"); return 2; }
+    if (argc != 4 && argc != 5) { fprintf(stderr, "usage: read_bench <dir> <entries> <iterations> [seeded]\n"); return 2; }
+    int seeded = argc == 5 && strcmp(argv[4], "seeded") == 0;
     int entries = atoi(argv[2]), iterations = atoi(argv[3]);
     char path[4096], json[1024], id[64], meta[64], tool[64];
     snprintf(path, sizeof path, "%s/servers.json", argv[1]);
     peerreg_registry *r = NULL;
     peerreg_error *err = NULL;
     if (peerreg_open(&r, path, &err)) die("open", err);
-    for (int i = 0; i < entries; i++) {
+    for (int i = 0; i < entries && !seeded; i++) {
         snprintf(id, sizeof id, "other-%d", i);
         bench_entry_json(json, sizeof json, id, 10000 + i, "none", NULL);
         if (peerreg_register(r, json, NULL, &err)) die("register", err);

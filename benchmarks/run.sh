@@ -11,17 +11,17 @@
 #   6. watch latency from a writer's rename to the event, in C, Python, Node and Go
 # Prints the tables and writes docs/BENCHMARKS.md and docs/register-cost.svg.
 #
-# Sizes (environment): ROUNDS (3), ITERATIONS (300, section 1), SIZES ("10 100 1000"),
-# CONTENTION_PROCS ("4 16"), CONTENTION_WRITES (1200 per run) or CONTENTION_ITERATIONS,
+# Sizes (environment): ROUNDS (3), ITERATIONS (200, section 1), SIZES ("10 100 1000"),
+# CONTENTION_PROCS ("4 16"), CONTENTION_WRITES (600 per run) or CONTENTION_ITERATIONS,
 # CONTENTION_ENTRIES (100), READ_ITERATIONS (100), ALT_TIME_COUNT (100), ALT_WRITERS (16),
-# ALT_REGS (50 per writer), ALT_ROUNDS (3), LOAD_RUNS (21), GO_BENCHTIME (1s),
+# ALT_REGS (25 per writer), ALT_ROUNDS (3), LOAD_RUNS (21), GO_BENCHTIME (1s),
 # WATCH_CHANGES (1000), WATCH_ROUNDS (4).
 # BENCH_ONLY="write watch ..." runs only those sections (of: write contention reads alternatives
 # overhead watch) and prints them without touching docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-ITERATIONS=${ITERATIONS:-300}
+ITERATIONS=${ITERATIONS:-200}
 SIZES=${SIZES:-10 100 1000}
 ALL_SECTIONS="write contention reads alternatives overhead watch"
 SECTIONS=${BENCH_ONLY:-$ALL_SECTIONS}
@@ -32,6 +32,8 @@ OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 started=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+io_pressure() { [[ -r /proc/pressure/io ]] && awk '/^some/ {sub("avg60=", "", $3); print $3 "%"}' /proc/pressure/io || echo n/a; }
+io_start=$(io_pressure)
 
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 need() { command -v "$1" >/dev/null || { echo "make bench: $1 is needed for the '$2' section (or leave it out: BENCH_ONLY=...)" >&2; exit 1; }; }
@@ -75,35 +77,28 @@ if want write; then
   : > "$OUT/write.tsv"
   for mode in none lease; do
     for n in $SIZES; do
-      : > "$OUT/reg.txt"; : > "$OUT/floor.txt"
-      for ((r = 0; r < ROUNDS; r++)); do
-        dir="$OUT/run-$mode-$n-$r"; mkdir -p "$dir"
-        line=$("$OUT/registry_bench" "$dir" "$n" "$ITERATIONS" "$mode")
-        echo "$line" >> "$OUT/reg.txt"
-        size=$(echo "$line" | awk '{print $5}')
-        "$OUT/floor" "$dir" "$size" "$ITERATIONS" >> "$OUT/floor.txt"
-        rm -rf "$dir"
-      done
-      col() { awk -v c="$1" '{print $c}' "$2" | median; }
-      rp50=$(col 1 "$OUT/reg.txt"); rp99=$(col 2 "$OUT/reg.txt"); up50=$(col 3 "$OUT/reg.txt"); up99=$(col 4 "$OUT/reg.txt")
-      size=$(col 5 "$OUT/reg.txt"); get=$(col 6 "$OUT/reg.txt"); res=$(col 7 "$OUT/reg.txt"); lst=$(col 8 "$OUT/reg.txt")
-      hp50=$(col 9 "$OUT/reg.txt"); hp99=$(col 10 "$OUT/reg.txt")
-      fp50=$(col 1 "$OUT/floor.txt"); fp99=$(col 2 "$OUT/floor.txt")
-      rows+=("| $mode | $n | $size | $rp50 / $rp99 | $hp50 / $hp99 | $up50 / $up99 | $fp50 / $fp99 | **$(ratio "$rp50" "$fp50")x** / $(ratio "$rp99" "$fp99")x | $(ratio "$hp50" "$fp50")x / $(ratio "$hp99" "$fp99")x | $(ratio "$up50" "$fp50")x / $(ratio "$up99" "$fp99")x | $get | $res | $lst |")
-      echo "$mode $n $rp50 $rp99 $fp50 $fp99 $hp50 $up50" >> "$OUT/write.tsv"
+      dir="$OUT/run-$mode-$n"; mkdir -p "$dir"
+      "$OUT/registry_bench" "$dir" "$n" "$ITERATIONS" "$mode" "$ROUNDS" "$OUT/floor" > "$OUT/reg.txt"
+      rm -rf "$dir"
+      col() { awk -v c="$1" '{print $c}' "$OUT/reg.txt" | median; }
+      rp50=$(col 1); rp99=$(col 2); up50=$(col 3); up99=$(col 4); size=$(col 5); get=$(col 6); res=$(col 7); lst=$(col 8)
+      hp50=$(col 9); hp99=$(col 10); cpu=$(col 11); fp50=$(col 12); fp99=$(col 13); fcpu=$(col 15)
+      rows+=("| $mode | $n | $size | $rp50 / $rp99 | $hp50 / $hp99 | $up50 / $up99 | $fp50 / $fp99 | **$(ratio "$rp50" "$fp50")x** / $(ratio "$rp99" "$fp99")x | $(ratio "$hp50" "$fp50")x / $(ratio "$hp99" "$fp99")x | $(ratio "$up50" "$fp50")x / $(ratio "$up99" "$fp99")x | $cpu / $fcpu (**$(ratio "$cpu" "$fcpu")x**) | $get | $res | $lst |")
+      echo "$mode $n $rp50 $rp99 $fp50 $fp99 $hp50 $up50 $cpu $fcpu" >> "$OUT/write.tsv"
     done
   done
-  header="| other entries | N | file bytes | register p50 / p99 (µs) | heartbeat p50 / p99 (µs) | unregister p50 / p99 (µs) | floor p50 / p99 (µs) | register ÷ floor p50 / p99 | heartbeat ÷ floor p50 / p99 | unregister ÷ floor p50 / p99 | get (µs) | resolve (µs) | list (µs) |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  header="| other entries | N | file bytes | register p50 / p99 (µs) | heartbeat p50 / p99 (µs) | unregister p50 / p99 (µs) | floor p50 / p99 (µs) | register ÷ floor p50 / p99 | heartbeat ÷ floor p50 / p99 | unregister ÷ floor p50 / p99 | CPU per write, library / floor (µs) | get (µs) | resolve (µs) | list (µs) |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   table="$header"$'\n'"$(printf '%s\n' "${rows[@]}")"
   {
     echo "## 1. Durable register / heartbeat / unregister against the raw floor"
     echo
-    echo "Method: \`benchmarks/registry_bench.c\` loops \`peerreg_register\` (a lease entry) → \`peerreg_heartbeat\` → \`peerreg_unregister\` with N other entries in the file, then \`benchmarks/floor.c\` writes a file of the same size $ITERATIONS times; $ROUNDS interleaved rounds (library, then floor), medians over rounds."
+    echo "Method: \`benchmarks/registry_bench.c\` loops \`peerreg_register\` (a lease entry) → \`peerreg_heartbeat\` → \`peerreg_unregister\` with N other entries in the file ($ITERATIONS times), then \`benchmarks/floor.c\` writes a file of the same size $ITERATIONS times; $ROUNDS interleaved rounds (library, then floor) on one registry filled once, medians over rounds."
     echo
     echo "- **floor**: \`flock\` + write + \`fsync\` + \`rename\` + \`fsync\` of the directory for a file of the same size, nothing else."
     echo "- **heartbeat**: sets \`lastSeen\` = now: a full durable write, like register."
     echo "- **other entries**: \`none\` = static entries; \`lease\` = entries held by another live process, so every write checks N foreign leases (the realistic worst case)."
+    echo "- **CPU per write**: user + system time of the writing process (getrusage) ÷ writes: what the library adds, without the waits for the disk, which vary with everything else the machine is doing."
     echo "- **get / resolve / list**: mean cost per call against the unchanged file (a \`stat\`, a hash lookup, a liveness check, the JSON of the answer)."
     echo
     echo "DESIGN.md's bars: register/unregister within 1.5x the floor at 100 entries and 3x at 1,000."
@@ -135,7 +130,7 @@ python3 benchmarks/sections.py chart --bin "$OUT" --out "$OUT"
   echo "# Benchmarks"
   echo
   echo "Generated by \`make bench\` (benchmarks/run.sh) on $(date -u '+%Y-%m-%d %H:%M UTC') in ${elapsed} s."
-  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), filesystem $(df -T . | awk 'NR==2 {print $2}'); load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared: figures are ratios measured side by side)."
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), filesystem $(df -T . | awk 'NR==2 {print $2}'); load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; I/O pressure (share of the last minute some task waited for the disk) $io_start at the start, $(io_pressure) at the end. The machine is shared: figures are ratios measured side by side."
   echo "Tools: $(cc --version | head -1); Python $(python3 -c 'import platform; print(platform.python_version())'); Node $(node --version 2>/dev/null || echo n/a); $(go version 2>/dev/null | awk '{print $3}' || echo 'Go n/a')."
   echo "Command: \`make bench\` (sizes: ROUNDS=$ROUNDS ITERATIONS=$ITERATIONS SIZES=\"$SIZES\" and the defaults of the other variables listed in benchmarks/run.sh)."
   echo
