@@ -449,7 +449,8 @@ class Serve(CLITestCase):
         self.assertEqual((status, headers.get("Access-Control-Allow-Origin")), (200, "http://localhost:5173"))
         status, headers, body = self.get(port, "/")
         self.assertEqual(status, 200)
-        self.assertIn("peer-registry", body)
+        self.assertIn('<script type="module" src="/status.js">', body)  # the status page, not the fallback
+        self.assertEqual(self.get(port, "/status.js")[0], 200)
 
         # An open SSE stream sees a registration, and does not hold up SIGTERM.
         sse = socket.create_connection(("127.0.0.1", port), timeout=10)
