@@ -17,6 +17,8 @@ export interface Health {
   status: HealthStatus;
   message?: string;
   lastCheck?: string;
+  /** Failed probes in a row (absent after a success). */
+  consecutiveFailures?: number;
   [key: string]: unknown;
 }
 
@@ -50,6 +52,11 @@ export interface ListFilter {
   tool?: string;
   prompt?: string;
   resource?: string;
+}
+
+export interface ProbeOptions {
+  /** How long to wait for the server, in whole milliseconds. Default 2000; 0 or less: the library's default. */
+  timeoutMs?: number;
 }
 
 export interface ListResult {
@@ -171,6 +178,13 @@ export class Registry {
   resolvePrompt(name: string): ServerEntry;
   setHealth(id: string, status: HealthStatus | number, message?: string | null): void;
   heartbeat(id: string): void;
+  /**
+   * Probes `id` by its transport (MCP ping over HTTP for http/sse, TCP connect for ws) off the
+   * event loop and records the outcome: HEALTHY on success, DEGRADED after 1 failure, DOWN
+   * after 3 (health.consecutiveFailures). A failed probe resolves too; rejects with
+   * PEERREG_ENOTFOUND when there is no live entry `id`.
+   */
+  probe(id: string, options?: ProbeOptions): Promise<ServerEntry>;
   /** Removes dead entries now; returns how many. */
   prune(): number;
   watch(): Watch;

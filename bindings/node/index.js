@@ -246,6 +246,18 @@ class Registry {
     native.heartbeat(this._handle, id);
   }
 
+  /**
+   * Checks `id` now by its transport (an MCP "ping" JSON-RPC over HTTP for http/sse, a TCP
+   * connect for ws) and records the outcome: success makes it HEALTHY; failures count up in
+   * health.consecutiveFailures, DEGRADED after 1 and DOWN after 3. A failed probe is recorded,
+   * not thrown. Resolves with the entry as stored after the probe; rejects with
+   * PEERREG_ENOTFOUND when there is no live entry `id`. The wait (up to `timeoutMs`, default
+   * 2000; 0 or less: the library's default) happens off the event loop.
+   */
+  async probe(id, { timeoutMs = 2000 } = {}) {
+    return JSON.parse(await native.probe(this._handle, id, timeoutMs));
+  }
+
   /** Removes dead entries and orphaned leases now; returns how many entries were removed. */
   prune() {
     return native.prune(this._handle);

@@ -13,6 +13,8 @@
  *   - a closed handle is still passed to the library, which answers PEERREG_ECLOSED (handles
  *     are ids in a table, never dereferenced nor reused: see peerreg_close in the header);
  *   - library errors become instances of the JS error class registered with init();
+ *   - peerreg_probe, which blocks on the network, runs on the libuv thread pool and settles a
+ *     promise (handles are thread-safe); every other call is quick and synchronous;
  *   - watch fds are polled by libuv on the env's loop (uv_poll_t): no threads.
  *
  * Every N-API call is wrapped in NODE_API_CALL (or a variant for void contexts), which turns a
@@ -99,8 +101,8 @@ static void throw_napi_failure(napi_env env, const char *call, napi_status statu
 
 #define PEERREG_SYMBOLS(X)                                                                     \
     X(version) X(version_number) X(errstr) X(open) X(close) X(register) X(unregister)          \
-    X(get) X(list) X(resolve) X(set_health) X(heartbeat) X(prune) X(watch_open) X(watch_fd)    \
-    X(watch_next) X(watch_close) X(free) X(error_code) X(error_message) X(error_free)
+    X(get) X(list) X(resolve) X(set_health) X(heartbeat) X(prune) X(probe) X(watch_open)       \
+    X(watch_fd) X(watch_next) X(watch_close) X(free) X(error_code) X(error_message) X(error_free)
 
 typedef struct {
 #define X(name) __typeof__(peerreg_##name) *name##_; /* `register` is a C keyword */
@@ -491,6 +493,121 @@ static napi_value js_prune(napi_env env, napi_callback_info info) {
     napi_value result;
     NODE_API_CALL(env, napi_create_int32(env, removed, &result));
     return result;
+}
+
+/* ---- probe (off the event loop) ------------------------------------------------------------- */
+
+/* peerreg_probe waits on the network for up to its timeout, so it runs on the libuv thread
+ * pool: a probe of a server living in this very process must not block the loop that would
+ * answer it. The registry handle is thread-safe (header); the work holds a reference to the
+ * handle's external so its finalizer cannot close the handle while the probe runs. */
+typedef struct {
+    napi_async_work work;
+    napi_deferred deferred;
+    napi_ref handle_ref;
+    peerreg_registry *reg;
+    char *id;
+    int timeout_ms;
+    int rc;
+    char *out;
+    peerreg_error *err;
+} probe_work;
+
+static void probe_work_free(napi_env env, probe_work *w) {
+    if (w->work) NODE_API_CALL_RELEASE(env, napi_delete_async_work(env, w->work));
+    if (w->handle_ref) NODE_API_CALL_RELEASE(env, napi_delete_reference(env, w->handle_ref));
+    free(w->id);
+    free(w);
+}
+
+static void probe_execute(napi_env env, void *data) {
+    (void)env;
+    probe_work *w = data;
+    w->rc = lib.probe_(w->reg, w->id, w->timeout_ms, &w->out, &w->err);
+}
+
+static void probe_complete(napi_env env, napi_status status, void *data) {
+    probe_work *w = data;
+    napi_value value = NULL;
+    bool ok = false;
+    if (status != napi_ok) {
+        lib.free_(w->out);
+        lib.error_free_(w->err);
+        napi_value code = NULL, message = NULL;
+        if (napi_create_string_utf8(env, "ERR_PEERREG_NAPI", NAPI_AUTO_LENGTH, &code) == napi_ok &&
+            napi_create_string_utf8(env, "peer-registry addon: the probe was cancelled",
+                                    NAPI_AUTO_LENGTH, &message) == napi_ok)
+            NODE_API_CALL_RELEASE(env, napi_create_error(env, code, message, &value));
+    } else if (w->rc != PEERREG_OK) {
+        lib.free_(w->out);
+        value = take_library_error(env, w->rc, w->err);
+    } else {
+        lib.error_free_(w->err);
+        value = take_library_string(env, w->out);
+        ok = value != NULL;
+    }
+    w->out = NULL;
+    w->err = NULL;
+    if (!value) {
+        /* Building the result failed and left an exception pending: reject with it. */
+        bool pending = false;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+            NODE_API_CALL_RELEASE(env, napi_get_and_clear_last_exception(env, &value));
+        if (!value) NODE_API_CALL_RELEASE(env, napi_get_undefined(env, &value));
+    }
+    if (ok)
+        NODE_API_CALL_RELEASE(env, napi_resolve_deferred(env, w->deferred, value));
+    else
+        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, w->deferred, value));
+    probe_work_free(env, w);
+}
+
+/* probe(handle, id, timeoutMs) -> Promise<entry JSON> */
+static napi_value js_probe(napi_env env, napi_callback_info info) {
+    call_args a;
+    peerreg_registry *reg = NULL;
+    int32_t timeout_ms = 0;
+    char *id = NULL;
+    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
+        !get_int32(env, a.argv[2], "timeoutMs", &timeout_ms) ||
+        !get_optional_string(env, a.argv[1], "id", &id))
+        return NULL;
+    probe_work *w = calloc(1, sizeof *w);
+    if (!w) {
+        free(id);
+        napi_throw_error(env, "ERR_PEERREG_NOMEM", "out of memory");
+        return NULL;
+    }
+    w->reg = reg;
+    w->id = id;
+    w->timeout_ms = timeout_ms;
+#define PROBE_CALL(call)                                                                       \
+    do {                                                                                       \
+        napi_status s_ = (call);                                                               \
+        if (s_ != napi_ok) {                                                                   \
+            probe_work_free(env, w);                                                           \
+            throw_napi_failure(env, #call, s_);                                                \
+            return NULL;                                                                       \
+        }                                                                                      \
+    } while (0)
+    napi_value promise, resource_name;
+    PROBE_CALL(napi_create_reference(env, a.argv[0], 1, &w->handle_ref));
+    PROBE_CALL(napi_create_string_utf8(env, "PeerRegistryProbe", NAPI_AUTO_LENGTH,
+                                       &resource_name));
+    PROBE_CALL(napi_create_async_work(env, NULL, resource_name, probe_execute, probe_complete, w,
+                                      &w->work));
+    PROBE_CALL(napi_create_promise(env, &w->deferred, &promise));
+    napi_status st = napi_queue_async_work(env, w->work);
+    if (st != napi_ok) {
+        /* The promise exists: settle it rather than leave it pending forever. */
+        napi_value error = NULL;
+        throw_napi_failure(env, "napi_queue_async_work", st);
+        NODE_API_CALL_RELEASE(env, napi_get_and_clear_last_exception(env, &error));
+        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, w->deferred, error));
+        probe_work_free(env, w);
+    }
+#undef PROBE_CALL
+    return promise;
 }
 
 /* ---- watches --------------------------------------------------------------------------------- */
@@ -966,6 +1083,7 @@ NAPI_MODULE_INIT() {
         METHOD("setHealth", js_set_health),
         METHOD("heartbeat", js_heartbeat),
         METHOD("prune", js_prune),
+        METHOD("probe", js_probe),
         METHOD("watchOpen", js_watch_open),
         METHOD("watchClose", js_watch_close),
         METHOD("watchRef", js_watch_ref),

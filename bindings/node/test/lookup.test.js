@@ -237,7 +237,7 @@ test('a library of another major version, or an older minor, is refused', async 
   // A stand-in exporting every peerreg_* symbol, built with the same compiler as the addon.
   const symbols = [
     'open', 'close', 'register', 'unregister', 'get', 'list', 'resolve', 'set_health',
-    'heartbeat', 'prune', 'watch_open', 'watch_fd', 'watch_next', 'watch_close', 'free',
+    'heartbeat', 'prune', 'probe', 'watch_open', 'watch_fd', 'watch_next', 'watch_close', 'free',
     'error_code', 'error_message', 'error_free', 'errstr',
   ];
   const fake = (versionNumber, name) => {

@@ -53,6 +53,7 @@ _SIGNATURES = {
     "peerreg_set_health": (c_int, [_VP, c_char_p, c_int, c_char_p, _VPP]),
     "peerreg_heartbeat": (c_int, [_VP, c_char_p, _VPP]),
     "peerreg_prune": (c_int, [_VP, POINTER(c_int), _VPP]),
+    "peerreg_probe": (c_int, [_VP, c_char_p, c_int, _VPP, _VPP]),
     "peerreg_get": (c_int, [_VP, c_char_p, _VPP, _VPP]),
     "peerreg_list": (c_int, [_VP, c_char_p, _VPP, _VPP]),
     "peerreg_resolve": (c_int, [_VP, c_int, c_char_p, _VPP, _VPP]),
@@ -118,6 +119,7 @@ class Library:
     peerreg_set_health: Any
     peerreg_heartbeat: Any
     peerreg_prune: Any
+    peerreg_probe: Any
     peerreg_get: Any
     peerreg_list: Any
     peerreg_resolve: Any

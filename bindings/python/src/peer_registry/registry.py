@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import threading
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ __all__ = ["Registry", "registered", "HealthLike"]
 HealthLike = Union[Health, int, str]
 
 _TOOL, _RESOURCE, _PROMPT = 1, 2, 3
+_INT32_MAX = 2**31 - 1
 
 
 def _text(value: str, what: str) -> bytes:
@@ -50,6 +52,20 @@ def _health_code(status: HealthLike) -> int:
             ) from None
     # Out-of-range ints go to the library, which rejects them with PEERREG_EINVAL.
     return int(status)
+
+
+def _timeout_ms(timeout: float) -> int:
+    """Seconds as the C ABI's milliseconds: rounded up, so a short timeout never becomes 0
+    (which the library reads as "its default"); 0 or less passes 0 (the default, 2 s)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if math.isnan(timeout):
+        raise InvalidArgumentError(-1, "timeout is NaN")
+    if timeout <= 0:
+        return 0
+    if timeout * 1000 >= _INT32_MAX:
+        return _INT32_MAX
+    return max(1, math.ceil(timeout * 1000))
 
 
 def _health_name(status: HealthLike) -> str:
@@ -183,6 +199,21 @@ class Registry:
     def heartbeat(self, id: str) -> None:
         """Set ``lastSeen`` of ``id`` to now (keeps ``ttl`` entries alive)."""
         self._call(self.lib.peerreg_heartbeat, _text(id, "id"))
+
+    def probe(self, id: str, timeout: float = 2.0) -> ServerEntry:
+        """Check ``id`` now by its transport and record the outcome; return the entry as stored.
+
+        An MCP ``ping`` JSON-RPC over HTTP for ``http``/``sse``, a TCP connect for ``ws``.
+        Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
+        and make it DEGRADED after 1, DOWN after 3 (DOWN servers no longer resolve);
+        ``health.message`` says what was seen. A failed probe is recorded, not raised.
+        Blocks up to ``timeout`` seconds (0 or less: the library's default, 2 s) plus one
+        write; other threads keep running meanwhile. :class:`NotFoundError` when there is no
+        live entry ``id``.
+        """
+        stored = self._string_call(self.lib.peerreg_probe, _text(id, "id"), _timeout_ms(timeout))
+        result: ServerEntry = json.loads(stored)
+        return result
 
     def prune(self) -> int:
         """Remove dead entries and orphaned lease files now; return how many entries went."""

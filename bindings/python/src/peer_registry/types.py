@@ -38,6 +38,7 @@ class HealthInfo(TypedDict, total=False):
     status: str  # "UNKNOWN" | "HEALTHY" | "DEGRADED" | "DOWN"
     message: str
     lastCheck: str
+    consecutiveFailures: int  # failed probes in a row; absent after a success
 
 
 class ServerEntry(TypedDict, total=False):
