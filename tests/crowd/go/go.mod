@@ -1,0 +1,7 @@
+module github.com/peer-registry/peer-registry/tests/crowd/go
+
+go 1.19
+
+require github.com/peer-registry/peer-registry/bindings/go v0.0.0
+
+replace github.com/peer-registry/peer-registry/bindings/go => ../../../bindings/go
