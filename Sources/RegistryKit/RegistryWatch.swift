@@ -13,6 +13,13 @@ public struct RegistryEvent: Sendable, Hashable {
     public var removed: [ServerEntry]
     public var changed: [ServerEntry]
 
+    public init(generation: Int64, added: [ServerEntry] = [], removed: [ServerEntry] = [], changed: [ServerEntry] = []) {
+        self.generation = generation
+        self.added = added
+        self.removed = removed
+        self.changed = changed
+    }
+
     public var isEmpty: Bool { added.isEmpty && removed.isEmpty && changed.isEmpty }
 
     /// `{"generation":N,"added":[...],"removed":[...],"changed":[...]}`, as the C ABI hands it out.

@@ -66,6 +66,11 @@ public struct RegistryListing: Sendable, Hashable {
     public var generation: Int64
     public var servers: [ServerEntry]
 
+    public init(generation: Int64, servers: [ServerEntry]) {
+        self.generation = generation
+        self.servers = servers
+    }
+
     /// `{"generation":N,"servers":[...]}`, as the C ABI hands it out.
     public var jsonText: String {
         JSONValue.object(JSONObject(uncheckedMembers: [
