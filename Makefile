@@ -1,6 +1,6 @@
 # peer-registry — the two commands a newcomer needs:
 #   make run    the main job on the default registry
-#   make test   every test: Swift, C (valgrind), Python, Node, Go
+#   make test   every test: Swift, C (valgrind), Python, Node, Go, MCP, CLI, browser, ...
 SHELL := /bin/bash
 SWIFT ?= swift
 BUILD := build
