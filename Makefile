@@ -73,7 +73,10 @@ test-browser:
 	$(SWIFT) build --product peer-registry
 	python3 tests/browser/test_browser.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
-## Write latency against the raw floor, and read costs (writes docs/BENCHMARKS.md).
+## Benchmarks, each side by side with its floor or alternative: write latency (also under 4 and 16
+## writers), reads after a foreign write, hand-written alternatives and their lost registrations,
+## per-language call overhead, watch latency. Writes docs/BENCHMARKS.md and docs/register-cost.svg;
+## sizes via environment variables (benchmarks/run.sh).
 bench: lib
 	bash benchmarks/run.sh
 
