@@ -71,6 +71,29 @@ import Testing
         #expect(try reg.generation() == 8 * (25 * 2 + 5))
     }
 
+    /// A reader may open the file just before a writer renames a new one over it: it then holds
+    /// an inode with no links left, which is an old version, not a hard-link attack.
+    @Test func readsNeverFailWhileAnotherProcessWrites() throws {
+        let dir = TempRegistryDir()
+        let reg = try dir.open()
+        defer { reg.close() }
+        try reg.register(entry("steady", port: 1, liveness: .none))
+        let writer = try Worker(["write-loop", dir.file, "churn"])
+        defer { writer.kill9() }
+        #expect(writer.waitFor { $0 == "READY" })
+        var reads = 0
+        let deadline = Date().addingTimeInterval(2)
+        while Date() < deadline {
+            let fresh = try dir.open()  // opening checks the file too
+            #expect(try fresh.list().servers.contains { $0.id == "steady" })
+            #expect(try fresh.get("steady").port == 1)
+            fresh.close()
+            reads += 1
+        }
+        #expect(reads > 50)
+        #expect(try reg.generation() > 10, "the writer really was writing")
+    }
+
     @Test func twoHandlesInOneProcess() throws {
         let dir = TempRegistryDir()
         let a = try dir.open(), b = try dir.open()

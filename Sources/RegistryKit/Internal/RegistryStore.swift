@@ -85,16 +85,6 @@ final class RegistryStore: Sendable {
         }
         do throws(RegistryError) {
             try RegistryStore.checkFile(Sys.fstatOrThrow(lfd, dir + "/" + lockName), path: dir + "/" + lockName)
-            // The registry file itself, if present, must pass the same checks now, not at first read.
-            let ffd = Sys.openAt(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-            if ffd >= 0 {
-                defer { Glibc.close(ffd) }
-                try RegistryStore.checkFile(Sys.fstatOrThrow(ffd, dir + "/" + name), path: dir + "/" + name)
-            } else if errno == ELOOP {
-                throw RegistryStore.symlinkError(dir + "/" + name)
-            } else if errno != ENOENT {
-                throw Sys.ioError("open", dir + "/" + name)
-            }
             self.processMutex = try FileMutex.forFile(lfd, path: dir + "/" + lockName)
         } catch {
             Glibc.close(lfd)
@@ -105,6 +95,13 @@ final class RegistryStore: Sendable {
         self.lockFD = lfd
         Sys.track(dfd)
         Sys.track(lfd)
+        // The registry file itself, if present, must pass the same checks now, not at first read.
+        do throws(RegistryError) {
+            if let (ffd, _) = try openForReading() { Glibc.close(ffd) }
+        } catch {
+            close()
+            throw error
+        }
     }
 
     /// Closes the descriptors. Only the process that opened the store may call it.
@@ -170,17 +167,38 @@ final class RegistryStore: Sendable {
         return FileStamp(st)
     }
 
+    /// Opens the registry file for reading, checked. A writer may rename a new file over it
+    /// between our open and our fstat: the inode we hold then has no links left — not a hard-link
+    /// problem, just an old version — so open again. Returns nil when there is no file.
+    private func openForReading() throws(RegistryError) -> (Int32, stat)? {
+        for _ in 0..<64 {
+            let fd = Sys.openAt(dirFD, fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            guard fd >= 0 else {
+                if errno == ENOENT { return nil }
+                if errno == ELOOP { throw RegistryStore.symlinkError(filePath) }
+                throw Sys.ioError("open", filePath)
+            }
+            let st: stat
+            do throws(RegistryError) {
+                st = try Sys.fstatOrThrow(fd, filePath)
+                if st.st_nlink == 0 {
+                    Glibc.close(fd)
+                    continue
+                }
+                try RegistryStore.checkFile(st, path: filePath)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            return (fd, st)
+        }
+        throw RegistryError(.io, "\(filePath) was replaced 64 times while being opened; too busy to read")
+    }
+
     /// Reads and decodes the file. Returns nil when it does not exist.
     func read() throws(RegistryError) -> (RegistryDocument, FileStamp)? {
-        let fd = Sys.openAt(dirFD, fileName, O_RDONLY | O_NOFOLLOW)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            if errno == ELOOP { throw RegistryStore.symlinkError(filePath) }
-            throw Sys.ioError("open", filePath)
-        }
+        guard let (fd, st) = try openForReading() else { return nil }
         defer { Glibc.close(fd) }
-        let st = try Sys.fstatOrThrow(fd, filePath)
-        try RegistryStore.checkFile(st, path: filePath)
         guard Int(st.st_size) <= limits.maxFileBytes else {
             throw RegistryError(.limit, "\(filePath) is \(st.st_size) bytes, over the limit of \(limits.maxFileBytes); run `peer-registry repair`")
         }

@@ -26,11 +26,6 @@ while True:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libpeerregistry bug: a read that opens servers.json just before another process renames a "
-    "new file over it fstat()s the replaced inode (st_nlink == 0) and fails the hard-link check "
-    "(RegistryStore.checkFile: st_nlink == 1) with PEERREG_EPERM \"has 0 hard links\" — from "
-    "peerreg_open, peerreg_get and peerreg_list alike"))
 def test_reads_never_fail_while_other_processes_write(registry_path: Path) -> None:
     with Registry(registry_path) as reg:
         reg.register({"id": "busy", "url": "http://127.0.0.1:9/mcp", "liveness": "none"})
