@@ -83,7 +83,9 @@ struct JSONParser {
         }
         pos += 1
         var members: [JSONObject.Member] = []
-        var seen = Set<String>()
+        // Duplicate keys: a linear scan while the object is small (entries have ~15 keys), a set
+        // once it grows — hashing every key of every small object costs more than comparing.
+        var seen: Set<String>? = nil
         skipWhitespace()
         if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return .object(JSONObject(uncheckedMembers: members)) }
         while true {
@@ -91,7 +93,14 @@ struct JSONParser {
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw error("expected a string key") }
             let keyOffset = pos
             let key = try parseString()
-            guard seen.insert(key).inserted else { throw error("duplicate key \"\(key)\"", at: keyOffset) }
+            let duplicate: Bool
+            if seen != nil {
+                duplicate = !(seen!.insert(key).inserted)
+            } else {
+                duplicate = members.contains { $0.key == key }
+                if members.count >= 32 { seen = Set(members.map(\.key) + [key]) }
+            }
+            guard !duplicate else { throw error("duplicate key \"\(key)\"", at: keyOffset) }
             skipWhitespace()
             guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw error("expected ':' after a key") }
             pos += 1
@@ -162,9 +171,9 @@ struct JSONParser {
             let b = bytes[pos]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<pos])
-                guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8 in a string", at: open) }
+                guard UTF8Check.isValid(slice) else { throw error("invalid UTF-8 in a string", at: open) }
                 pos += 1
-                return s
+                return String(decoding: slice, as: UTF8.self)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("control character in a string (escape it)") }
@@ -177,8 +186,9 @@ struct JSONParser {
             let b = bytes[pos]
             if b == UInt8(ascii: "\"") {
                 pos += 1
-                guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8 in a string", at: open) }
-                return s
+                let valid = out.withUnsafeBufferPointer { UTF8Check.isValid($0) }
+                guard valid else { throw error("invalid UTF-8 in a string", at: open) }
+                return String(decoding: out, as: UTF8.self)
             }
             if b < 0x20 { throw error("control character in a string (escape it)") }
             if b != UInt8(ascii: "\\") { out.append(b); pos += 1; continue }
@@ -233,6 +243,41 @@ struct JSONParser {
             pos += 1
         }
         return v
+    }
+}
+
+/// Strict UTF-8 validation (RFC 3629: no overlong forms, no surrogates, nothing above
+/// U+10FFFF), with a fast path for ASCII — the common case in a registry file.
+enum UTF8Check {
+    static func isValid(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        let n = b.count
+        while i < n {
+            let c = b[i]
+            if c < 0x80 { i += 1; continue }
+            let length: Int
+            var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
+            switch c {
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; lower = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; upper = 0x9F
+            case 0xF0: length = 4; lower = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; upper = 0x8F
+            default: return false
+            }
+            guard i + length <= n else { return false }
+            let second = b[i + 1]
+            guard second >= lower, second <= upper else { return false }
+            var k = 2
+            while k < length {
+                guard b[i + k] & 0xC0 == 0x80 else { return false }
+                k += 1
+            }
+            i += length
+        }
+        return true
     }
 }
 
