@@ -50,6 +50,25 @@ import Testing
         #expect(error.reason.contains("invalid UTF-8"))
     }
 
+    @Test(arguments: [
+        ([0xC0, 0xAF], false),              // overlong '/'
+        ([0xE0, 0x80, 0xAF], false),        // overlong, 3 bytes
+        ([0xED, 0xA0, 0x80], false),        // UTF-16 surrogate encoded in UTF-8
+        ([0xF4, 0x90, 0x80, 0x80], false),  // above U+10FFFF
+        ([0xF5, 0x80, 0x80, 0x80], false),
+        ([0xE2, 0x82], false),              // truncated
+        ([0x80], false),                    // lone continuation byte
+        ([0x61, 0xE2, 0x82, 0xAC], true),   // "a€"
+        ([0xF0, 0x9F, 0x98, 0x80], true),   // 😀
+        ([0xED, 0x9F, 0xBF], true),         // U+D7FF, just below the surrogates
+        ([0xF4, 0x8F, 0xBF, 0xBF], true),   // U+10FFFF
+    ] as [([UInt8], Bool)])
+    func utf8ValidationIsStrict(bytes: [UInt8], valid: Bool) {
+        #expect(bytes.withUnsafeBufferPointer { UTF8Check.isValid($0) } == valid)
+        #expect(bytes.withUnsafeBufferPointer { UTF8Check.isValid($0) } == (String(validating: bytes, as: UTF8.self) != nil),
+                "agrees with the standard library")
+    }
+
     @Test func limitsDepth() {
         let deep = String(repeating: "[", count: 17) + String(repeating: "]", count: 17)
         expectError(.limit) { _ = try JSONValue.parse(deep) }
