@@ -15,6 +15,12 @@ static inline long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 static inline double now_us(void) { return (double)now_ns() / 1e3; }
+/* CPU time (user + system) of the whole process so far, in microseconds. */
+static inline double cpu_time_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
 
 static inline int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -2,7 +2,7 @@
 # make bench: every figure is measured side by side with its floor or alternative in the same run.
 #   1. durable register / heartbeat / unregister through the C ABI at 10, 100 and 1,000 entries,
 #      against the raw floor (flock + write + fsync + rename + fsync-dir of a file of the same
-#      size, benchmarks/floor.c), in interleaved rounds; medians of the rounds; a chart
+#      size, benchmarks/floor.h), alternating call by call; medians of the rounds; a chart
 #   2. the same with 4 and 16 processes writing at once (benchmarks/contend.c)
 #   3. get / resolve / list on an unchanged file and just after another process's write
 #   4. the hand-written alternatives (seed 000's Node read-modify-write; Python filelock), time
@@ -57,7 +57,7 @@ fi
 
 CFLAGS=(-O2 -Wall -Wextra -Werror -Iinclude)
 LINK=(-Lbuild/lib -lpeerregistry -Wl,-rpath,"$PWD/build/lib")
-cc "${CFLAGS[@]}" -o "$OUT/floor" benchmarks/floor.c
+cc "${CFLAGS[@]}" -o "$OUT/floor" benchmarks/floor.c  # the floor as a program (sections 2 and 4)
 for prog in registry_bench contend read_bench watch_reader seed_registry; do
   cc "${CFLAGS[@]}" -o "$OUT/$prog" "benchmarks/$prog.c" "${LINK[@]}"
 done
@@ -78,7 +78,7 @@ if want write; then
   for mode in none lease; do
     for n in $SIZES; do
       dir="$OUT/run-$mode-$n"; mkdir -p "$dir"
-      "$OUT/registry_bench" "$dir" "$n" "$ITERATIONS" "$mode" "$ROUNDS" "$OUT/floor" > "$OUT/reg.txt"
+      "$OUT/registry_bench" "$dir" "$n" "$ITERATIONS" "$mode" "$ROUNDS" > "$OUT/reg.txt"
       rm -rf "$dir"
       col() { awk -v c="$1" '{print $c}' "$OUT/reg.txt" | median; }
       rp50=$(col 1); rp99=$(col 2); up50=$(col 3); up99=$(col 4); size=$(col 5); get=$(col 6); res=$(col 7); lst=$(col 8)
@@ -93,12 +93,12 @@ if want write; then
   {
     echo "## 1. Durable register / heartbeat / unregister against the raw floor"
     echo
-    echo "Method: \`benchmarks/registry_bench.c\` loops \`peerreg_register\` (a lease entry) → \`peerreg_heartbeat\` → \`peerreg_unregister\` with N other entries in the file ($ITERATIONS times), then \`benchmarks/floor.c\` writes a file of the same size $ITERATIONS times; $ROUNDS interleaved rounds (library, then floor) on one registry filled once, medians over rounds."
+    echo "Method: \`benchmarks/registry_bench.c\` loops \`peerreg_register\` (a lease entry) → \`peerreg_heartbeat\` → \`peerreg_unregister\` with N other entries in the file, $ITERATIONS times per round, and after each of these calls one floor write (\`benchmarks/floor.h\`) of a file of the same size, so that library and floor meet the same disk moment by moment; $ROUNDS rounds on one registry filled once, medians over rounds."
     echo
     echo "- **floor**: \`flock\` + write + \`fsync\` + \`rename\` + \`fsync\` of the directory for a file of the same size, nothing else."
     echo "- **heartbeat**: sets \`lastSeen\` = now: a full durable write, like register."
     echo "- **other entries**: \`none\` = static entries; \`lease\` = entries held by another live process, so every write checks N foreign leases (the realistic worst case)."
-    echo "- **CPU per write**: user + system time of the writing process (getrusage) ÷ writes: what the library adds, without the waits for the disk, which vary with everything else the machine is doing."
+    echo "- **CPU per write**: user + system time of the writing process (CLOCK_PROCESS_CPUTIME_ID) ÷ writes: what the library adds, without the waits for the disk, which vary with everything else the machine is doing."
     echo "- **get / resolve / list**: mean cost per call against the unchanged file (a \`stat\`, a hash lookup, a liveness check, the JSON of the answer)."
     echo
     echo "DESIGN.md's bars: register/unregister within 1.5x the floor at 100 entries and 3x at 1,000."
