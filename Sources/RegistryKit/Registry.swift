@@ -182,8 +182,7 @@ public final class Registry: Sendable {
             try checkUsable()
         }
         return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> (T, Int) in
-            let base = try currentDocumentForWrite()
-            var txn = Transaction(document: base)
+            var txn = Transaction(document: try currentDocumentForWrite())
             do throws(RegistryError) {
                 let result = try body(&txn)
                 try commit(&txn)
@@ -201,14 +200,22 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Under the lock: the cached document if the file is unchanged, else a fresh read.
+    /// Under the lock: the cached document if the file is unchanged, else a fresh read. The
+    /// cached snapshot is taken out of the handle (readers meanwhile re-read the file), so that
+    /// once it is released the document is uniquely owned and the write mutates it in place
+    /// instead of copying every entry.
     private func currentDocumentForWrite() throws(RegistryError) -> RegistryDocument {
         let stamp = try store.currentStamp()
-        let cached = state.withLock { $0.snapshot }
-        if cached.stamp == stamp { return cached.document }
-        guard let (document, readStamp) = try store.read() else { return RegistryDocument() }
-        state.withLock { $0.snapshot = Snapshot(document: document, stamp: readStamp) }
-        return document
+        let document: RegistryDocument? = {
+            let cached = state.withLock { s -> Snapshot in
+                defer { s.snapshot = .empty }
+                return s.snapshot
+            }
+            return cached.stamp == stamp ? cached.document : nil
+        }()
+        if let document { return document }
+        guard let (fresh, _) = try store.read() else { return RegistryDocument() }
+        return fresh
     }
 
     private func commit(_ txn: inout Transaction) throws(RegistryError) {

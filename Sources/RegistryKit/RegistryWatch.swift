@@ -24,13 +24,15 @@ public struct RegistryEvent: Sendable, Hashable {
 
     /// `{"generation":N,"added":[...],"removed":[...],"changed":[...]}`, as the C ABI hands it out.
     public var jsonText: String {
-        func list(_ entries: [ServerEntry]) -> JSONValue { .array(entries.map { .object($0.jsonObject) }) }
-        return JSONValue.object(JSONObject(uncheckedMembers: [
-            .init(key: "generation", value: .int(generation)),
-            .init(key: "added", value: list(added)),
-            .init(key: "removed", value: list(removed)),
-            .init(key: "changed", value: list(changed)),
-        ])).jsonText
+        var out: [UInt8] = []
+        out.append(contentsOf: "{\"generation\":\(generation),\"added\":".utf8)
+        ServerEntry.appendJSONArray(added, into: &out)
+        out.append(contentsOf: ",\"removed\":".utf8)
+        ServerEntry.appendJSONArray(removed, into: &out)
+        out.append(contentsOf: ",\"changed\":".utf8)
+        ServerEntry.appendJSONArray(changed, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

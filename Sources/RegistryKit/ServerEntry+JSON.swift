@@ -180,13 +180,19 @@ extension ServerEntry {
         }
     }
 
-    /// The entry as a JSON object, known fields first in a fixed order, then unknown ones as read
-    /// (exactly what the file holds for it).
-    public var jsonObject: JSONObject {
+    /// The entry as a JSON object, as the API hands it out: `id` always present, known fields
+    /// in a fixed order (or the order they were read in), then unknown ones as read.
+    public var jsonObject: JSONObject { members(forFile: false) }
+
+    /// The entry as the file holds it: the same, except that a legacy entry is written back
+    /// exactly as it was, without the derived `id` or a `liveness` it never had.
+    var fileObject: JSONObject { members(forFile: true) }
+
+    private func members(forFile: Bool) -> JSONObject {
         var m: [JSONObject.Member] = []
         m.reserveCapacity(16 + extra.count)
         func add(_ k: String, _ v: JSONValue?) { if let v { m.append(.init(key: k, value: v)) } }
-        if !isLegacy { add("id", .string(id)) }
+        if !isLegacy || !forFile { add("id", .string(id)) }
         add("name", name.map(JSONValue.string))
         add("url", url.map(JSONValue.string))
         add("port", port.map { .int($0) })
@@ -195,7 +201,7 @@ extension ServerEntry {
         add("pidStartTime", pidStartTime.map { .int($0) })
         add("startedAt", startedAt.map(JSONValue.string))
         add("lastSeen", lastSeen.map(JSONValue.string))
-        if !isLegacy { add("liveness", .string(liveness.rawValue)) }
+        if !isLegacy || !forFile { add("liveness", .string(liveness.rawValue)) }
         add("ttlSeconds", ttlSeconds.map { .int($0) })
         let caps = capabilities
         if !isLegacy || caps != Capabilities() { add("capabilities", .object(caps.jsonObject)) }
@@ -204,16 +210,31 @@ extension ServerEntry {
         add("metadata", metadata)
         m.append(contentsOf: extra.members)
         if !keyOrder.keys.isEmpty {
-            // Keys read from the file keep their places; new keys follow in canonical order.
-            var rank: [String: Int] = [:]
+            // Keys read from the file keep their places; new keys follow in canonical order
+            // (a legacy entry's derived id goes first).
+            var rank: [String: Int] = ["id": -1]
             for (i, k) in keyOrder.keys.enumerated() { rank[k] = i }
             m = m.enumerated().sorted { (rank[$0.element.key] ?? Int.max, $0.offset) < (rank[$1.element.key] ?? Int.max, $1.offset) }.map(\.element)
         }
         return JSONObject(uncheckedMembers: m)
     }
 
-    /// The entry as compact JSON text (what the C ABI hands out).
-    public var jsonText: String { JSONValue.object(jsonObject).jsonText }
+    /// Appends the entry's API JSON to `out`, reusing the bytes it was last written with when it
+    /// has not changed since (the file encoding and the API JSON are the same unless legacy).
+    func appendJSON(into out: inout [UInt8]) {
+        if !isLegacy, let encoded {
+            out.append(contentsOf: encoded.bytes)
+        } else {
+            JSONWriter.write(.object(jsonObject), into: &out)
+        }
+    }
+
+    /// The entry as compact JSON text (what the C ABI hands out), `id` always included.
+    public var jsonText: String {
+        var out: [UInt8] = []
+        appendJSON(into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
 
     /// Parses one entry object as `register` accepts it.
     /// - Throws: `.invalid` for bad JSON or fields, `.limit` for oversized input.

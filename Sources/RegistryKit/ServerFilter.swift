@@ -71,12 +71,27 @@ public struct RegistryListing: Sendable, Hashable {
         self.servers = servers
     }
 
-    /// `{"generation":N,"servers":[...]}`, as the C ABI hands it out.
+    /// `{"generation":N,"servers":[...]}`, as the C ABI hands it out. Entries reuse the JSON
+    /// they were last written with, so listing an unchanged registry encodes nothing.
     public var jsonText: String {
-        JSONValue.object(JSONObject(uncheckedMembers: [
-            .init(key: "generation", value: .int(generation)),
-            .init(key: "servers", value: .array(servers.map { .object($0.jsonObject) })),
-        ])).jsonText
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + servers.count * 512)
+        out.append(contentsOf: "{\"generation\":\(generation),\"servers\":".utf8)
+        ServerEntry.appendJSONArray(servers, into: &out)
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension ServerEntry {
+    /// Appends `[entry,entry,...]` (see `appendJSON`).
+    static func appendJSONArray(_ entries: [ServerEntry], into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (i, e) in entries.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            e.appendJSON(into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
     }
 }
 

@@ -110,6 +110,7 @@ import Testing
         #expect(listed[0].transport == nil)
         #expect(listed[1].startedAt == "2026-01-03T10:00:00.000Z")  // epoch milliseconds converted
         #expect(try reg.get("port-3100").url == "ws://localhost:3100")
+        #expect(try reg.get("port-3100").jsonText.hasPrefix(#"{"id":"port-3100","#), "the API always shows the id")
 
         try reg.register(entry("modern"))
         let servers = try #require(try JSONValue.parse(dir.contents()).objectValue?["servers"]?.arrayValue)

@@ -79,7 +79,7 @@ struct RegistryDocument: Sendable, Equatable {
             } else {
                 var bytes: [UInt8] = []
                 bytes.reserveCapacity(512)
-                JSONWriter.write(.object(servers[i].jsonObject), into: &bytes)
+                JSONWriter.write(.object(servers[i].fileObject), into: &bytes)
                 out.append(contentsOf: bytes)
                 servers[i].encoded = EncodedBytes(bytes)
             }
