@@ -149,7 +149,17 @@ public final class Registry: Sendable {
     /// The live entries matching `filter`, in file order, with the file generation they come from.
     /// Costs one `stat` plus one liveness check per matching entry.
     public func list(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> RegistryListing {
-        let snap = try snapshot()
+        var snap = try snapshot()
+        if snap.document.hasUnencodedEntries {
+            // A file another writer wrote: encode its entries once for this version, so listing
+            // it again (and this handle's next write) copies bytes instead of encoding.
+            var document = snap.document
+            document.encodeMissing()
+            let encoded = Snapshot(document: document, stamp: snap.stamp)
+            let current = snap
+            state.withLock { if $0.snapshot === current { $0.snapshot = encoded } }
+            snap = encoded
+        }
         let judge = judge()
         let servers = snap.document.servers.filter { filter.matches($0) && judge.isAlive($0) }
         return RegistryListing(generation: snap.document.generation, servers: servers)

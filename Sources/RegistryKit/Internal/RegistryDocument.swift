@@ -88,6 +88,19 @@ struct RegistryDocument: Sendable, Equatable {
         return out
     }
 
+    /// Whether some entry has no encoded JSON yet (as after reading another writer's file).
+    var hasUnencodedEntries: Bool { servers.contains { $0.encoded == nil } }
+
+    /// Encodes the entries that have no encoded JSON yet, and keeps it with them.
+    mutating func encodeMissing() {
+        for i in servers.indices where servers[i].encoded == nil {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(512)
+            JSONWriter.write(.object(servers[i].fileObject), into: &bytes)
+            servers[i].encoded = EncodedBytes(bytes)
+        }
+    }
+
     /// The file's bytes (see `encodeCaching`).
     func encode() -> [UInt8] {
         var copy = self
