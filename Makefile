@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean
+.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
 
 all: lib
 
@@ -34,7 +34,7 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 	cp include/peer_registry.h $(BUILD)/include/
 	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
 
-test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser
+test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -79,6 +79,25 @@ test-browser:
 ## sizes via environment variables (benchmarks/run.sh).
 bench: lib
 	bash benchmarks/run.sh
+
+## Torture tests (tests/torture/run.py): writers crashing at every step of a write and SIGKILLed
+## at random, stale lease/ttl/pid owners, symlinks, unsafe permissions, malformed input through
+## every entry point. test-torture (part of make test) is the small run (under a minute);
+## make torture is the large one (thousands of runs per section). TORTURE_SEED=N varies them.
+test-torture: lib
+	python3 tests/torture/run.py --size small
+
+torture: lib
+	python3 tests/torture/run.py --size large
+
+## Fuzzing (fuzz/): libFuzzer + AddressSanitizer targets for the file decoder, the entry validator
+## and the C ABI's JSON inputs, each run FUZZ_SECONDS (default 60); test-fuzz-corpus (part of
+## make test) replays the checked-in corpus fuzz/corpus/ through the same targets.
+fuzz:
+	bash fuzz/run.sh
+
+test-fuzz-corpus:
+	bash fuzz/replay.sh
 
 clean:
 	rm -rf $(BUILD) .build $(LIB_SCRATCH)
