@@ -124,7 +124,7 @@ public final class Registry: Sendable {
         let stamp = try store.currentStamp()
         let cached = state.withLock { $0.snapshot }
         if cached.stamp == stamp { return cached }
-        guard let (document, readStamp) = try store.read() else { return .empty }
+        guard let (document, readStamp) = try store.read(previous: cached.document) else { return .empty }
         let fresh = Snapshot(document: document, stamp: readStamp)
         state.withLock { $0.snapshot = fresh }
         return fresh
@@ -216,15 +216,14 @@ public final class Registry: Sendable {
     /// instead of copying every entry.
     private func currentDocumentForWrite() throws(RegistryError) -> RegistryDocument {
         let stamp = try store.currentStamp()
-        let document: RegistryDocument? = {
-            let cached = state.withLock { s -> Snapshot in
-                defer { s.snapshot = .empty }
-                return s.snapshot
-            }
-            return cached.stamp == stamp ? cached.document : nil
-        }()
-        if let document { return document }
-        guard let (fresh, _) = try store.read() else { return RegistryDocument() }
+        // When this returns, `cached` is released with the snapshot, so the document returned
+        // is the only reference to its entries.
+        let cached = state.withLock { s -> Snapshot in
+            defer { s.snapshot = .empty }
+            return s.snapshot
+        }
+        if cached.stamp == stamp { return cached.document }
+        guard let (fresh, _) = try store.read(previous: cached.document) else { return RegistryDocument() }
         return fresh
     }
 

@@ -93,36 +93,39 @@ public struct Capabilities: Sendable, Hashable {
 /// disk until it is passed to `Registry.register`.
 public struct ServerEntry: Sendable, Hashable {
     /// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`: it names a lease file and splits qualified names.
-    public var id: String { didSet { encoded = nil } }
-    public var name: String? { didSet { encoded = nil } }
-    public var url: String? { didSet { encoded = nil } }
-    public var port: Int? { didSet { encoded = nil } }
-    public var transport: Transport? { didSet { encoded = nil } }
-    public var pid: Int32? { didSet { encoded = nil } }
+    public var id: String { didSet { encoded = nil; readBytes = nil } }
+    public var name: String? { didSet { encoded = nil; readBytes = nil } }
+    public var url: String? { didSet { encoded = nil; readBytes = nil } }
+    public var port: Int? { didSet { encoded = nil; readBytes = nil } }
+    public var transport: Transport? { didSet { encoded = nil; readBytes = nil } }
+    public var pid: Int32? { didSet { encoded = nil; readBytes = nil } }
     /// The start time of `pid` (Linux: `/proc/<pid>/stat` field 22, clock ticks since boot),
     /// recorded at registration for `pid` liveness so a reused pid is not taken for the server.
-    public var pidStartTime: UInt64? { didSet { encoded = nil } }
+    public var pidStartTime: UInt64? { didSet { encoded = nil; readBytes = nil } }
     /// ISO 8601 UTC, e.g. `2026-11-21T09:30:00.000Z`.
-    public var startedAt: String? { didSet { encoded = nil } }
+    public var startedAt: String? { didSet { encoded = nil; readBytes = nil } }
     /// ISO 8601 UTC; updated by `heartbeat`.
-    public var lastSeen: String? { didSet { encoded = nil } }
-    public var liveness: Liveness { didSet { encoded = nil } }
-    public var ttlSeconds: Int? { didSet { encoded = nil } }
-    public var capabilities: Capabilities { didSet { encoded = nil } }
-    public var health: Health { didSet { encoded = nil } }
-    public var requiresSession: Bool? { didSet { encoded = nil } }
+    public var lastSeen: String? { didSet { encoded = nil; readBytes = nil } }
+    public var liveness: Liveness { didSet { encoded = nil; readBytes = nil } }
+    public var ttlSeconds: Int? { didSet { encoded = nil; readBytes = nil } }
+    public var capabilities: Capabilities { didSet { encoded = nil; readBytes = nil } }
+    public var health: Health { didSet { encoded = nil; readBytes = nil } }
+    public var requiresSession: Bool? { didSet { encoded = nil; readBytes = nil } }
     /// Anything the registrant wants to publish (any JSON, within the limits).
-    public var metadata: JSONValue? { didSet { encoded = nil } }
+    public var metadata: JSONValue? { didSet { encoded = nil; readBytes = nil } }
     /// Fields this version does not know, kept as they were.
-    public var extra: JSONObject { didSet { encoded = nil } }
+    public var extra: JSONObject { didSet { encoded = nil; readBytes = nil } }
     /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
     /// written back exactly as it was, without the derived id.
-    public internal(set) var isLegacy: Bool = false { didSet { encoded = nil } }
+    public internal(set) var isLegacy: Bool = false { didSet { encoded = nil; readBytes = nil } }
     /// The order of the keys as read from the file, so a rewrite keeps it. Not part of equality.
-    var keyOrder = KeyOrder() { didSet { encoded = nil } }
+    var keyOrder = KeyOrder() { didSet { encoded = nil; readBytes = nil } }
     /// This entry's JSON as last encoded or read; any change to a field drops it, so a write
     /// re-encodes only the entries it changed. Not part of equality.
     var encoded: EncodedBytes?
+    /// The bytes this entry was read from in the file, so the next read of a newer version can
+    /// recognise it unchanged without parsing it. Dropped by any change. Not part of equality.
+    var readBytes: EncodedBytes?
 
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,

@@ -106,6 +106,33 @@ import Testing
         #expect(try a.list().servers.map(\.id) == ["from-b"])
     }
 
+    /// A reader re-reading a newer version reuses the entries whose bytes did not change, and
+    /// must still see every change, whatever its position: first, middle, last, added, removed.
+    @Test func rereadsReuseUnchangedEntriesAndSeeEveryChange() throws {
+        let dir = TempRegistryDir()
+        let reader = try dir.open(), writer = try dir.open()
+        defer { reader.close(); writer.close() }
+        for i in 0..<20 { try writer.register(entry("e\(i)", port: 100 + i, tools: ["t\(i)"], liveness: .none)) }
+        #expect(try reader.list().servers.count == 20)
+        try writer.setHealth("e0", .healthy, message: "first")
+        try writer.setHealth("e10", .degraded, message: "middle")
+        try writer.setHealth("e19", .down, message: "last")
+        try writer.unregister("e5")
+        try writer.register(entry("e20", port: 120, tools: ["t20"], liveness: .none))
+        var changed = entry("e7", port: 999, tools: ["moved"], liveness: .none)
+        changed.metadata = ["v": 2]
+        try writer.register(changed)
+        let seen = try reader.list().servers
+        let fresh = try dir.open()
+        defer { fresh.close() }
+        #expect(seen == (try fresh.list().servers), "what a reusing reader sees equals a fresh parse")
+        #expect(seen.map(\.id) == (0..<21).filter { $0 != 5 }.map { "e\($0)" })
+        #expect(seen.first { $0.id == "e10" }?.health.message == "middle")
+        #expect(seen.first { $0.id == "e7" }?.port == 999)
+        #expect(try reader.resolveTool("moved").id == "e7")
+        expectError(.notFound) { _ = try reader.resolveTool("t7") }
+    }
+
     @Test func readersReparseOnlyWhenTheFileChanged() throws {
         let dir = TempRegistryDir()
         let reader = try dir.open(), writer = try dir.open()

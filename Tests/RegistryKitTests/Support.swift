@@ -120,10 +120,19 @@ final class Worker: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// Closes stdin (the worker then closes its registry and exits) and waits.
+    /// Closes stdin (the worker then closes its registry and exits), waits, and collects
+    /// everything it printed (the asynchronous reader may not have seen the last of it).
     func finish() {
         try? stdinPipe.fileHandleForWriting.close()
         process.waitUntilExit()
+        stdoutPipe.fileHandleForReading.readabilityHandler = nil
+        let rest = String(decoding: stdoutPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let tail: [String] = partial.withLock { partial in
+            let all = partial + rest
+            partial = ""
+            return all.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        }
+        lines.withLock { $0.append(contentsOf: tail) }
     }
 }
 

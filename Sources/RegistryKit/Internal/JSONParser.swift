@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where and why JSON text failed to parse.
 struct JSONParseError: Error, CustomStringConvertible {
     var reason: String
@@ -22,6 +26,111 @@ struct JSONParser {
         parser.skipWhitespace()
         if parser.pos < bytes.count { throw parser.error("unexpected data after the JSON value") }
         return value
+    }
+
+    /// An element of the registry's `servers` array: reused from the previous version (the
+    /// bytes were identical to that entry's encoding), or parsed.
+    enum ServersElement {
+        case reused(Int)
+        case parsed(JSONValue, Range<Int>)
+    }
+
+    /// Parses a registry file like `parse`, except that each element of the top-level `servers`
+    /// array whose bytes equal one of `previous` (the encodings of the entries of the version
+    /// read before, nil where unknown) is not parsed again: identical bytes, identical entry.
+    /// Matching follows the old order (same place, one later, one earlier), so the common
+    /// changes — one entry added, removed or changed — leave every other entry reused.
+    /// Returns the top-level value with `servers` left out, and the elements (nil when the top
+    /// level is not an object or has no `servers` array).
+    static func parseRegistry(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, previous: [[UInt8]?])
+        throws(JSONParseError) -> (top: JSONValue, servers: [ServersElement]?)
+    {
+        var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
+        parser.skipWhitespace()
+        guard parser.pos < bytes.count, bytes[parser.pos] == UInt8(ascii: "{") else {
+            let value = try parser.parseValue(depth: 1)
+            parser.skipWhitespace()
+            if parser.pos < bytes.count { throw parser.error("unexpected data after the JSON value") }
+            return (value, nil)
+        }
+        parser.pos += 1
+        var members: [JSONObject.Member] = []
+        var keys: [String] = []
+        var servers: [ServersElement]? = nil
+        parser.skipWhitespace()
+        if parser.pos < bytes.count, bytes[parser.pos] == UInt8(ascii: "}") {
+            parser.pos += 1
+        } else {
+            while true {
+                parser.skipWhitespace()
+                guard parser.pos < bytes.count, bytes[parser.pos] == UInt8(ascii: "\"") else { throw parser.error("expected a string key") }
+                let keyOffset = parser.pos
+                let key = try parser.parseString()
+                guard !keys.contains(key) else { throw parser.error("duplicate key \"\(key)\"", at: keyOffset) }
+                keys.append(key)
+                parser.skipWhitespace()
+                guard parser.pos < bytes.count, bytes[parser.pos] == UInt8(ascii: ":") else { throw parser.error("expected ':' after a key") }
+                parser.pos += 1
+                parser.skipWhitespace()
+                if key == "servers", parser.pos < bytes.count, bytes[parser.pos] == UInt8(ascii: "[") {
+                    servers = try parser.parseServers(previous: previous)
+                } else {
+                    members.append(JSONObject.Member(key: key, value: try parser.parseValue(depth: 2)))
+                }
+                parser.skipWhitespace()
+                guard parser.pos < bytes.count else { throw parser.error("unexpected end of input in an object") }
+                if bytes[parser.pos] == UInt8(ascii: ",") { parser.pos += 1; continue }
+                if bytes[parser.pos] == UInt8(ascii: "}") { parser.pos += 1; break }
+                throw parser.error("expected ',' or '}' in an object")
+            }
+        }
+        parser.skipWhitespace()
+        if parser.pos < bytes.count { throw parser.error("unexpected data after the JSON value") }
+        return (.object(JSONObject(uncheckedMembers: members)), servers)
+    }
+
+    private mutating func parseServers(previous: [[UInt8]?]) throws(JSONParseError) -> [ServersElement] {
+        if 2 > maxDepth {
+            var e = error("nesting deeper than \(maxDepth) levels")
+            e.isDepthLimit = true
+            throw e
+        }
+        pos += 1
+        var items: [ServersElement] = []
+        var next = 0  // the previous entry expected here if nothing changed
+        skipWhitespace()
+        if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return items }
+        while true {
+            skipWhitespace()
+            if let (k, length) = matchPrevious(previous, around: next) {
+                items.append(.reused(k))
+                pos += length
+                next = k + 1
+            } else {
+                let start = pos
+                let value = try parseValue(depth: 3)
+                items.append(.parsed(value, start..<pos))
+                next += 1
+            }
+            skipWhitespace()
+            guard pos < bytes.count else { throw error("unexpected end of input in an array") }
+            if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
+            if bytes[pos] == UInt8(ascii: "]") { pos += 1; return items }
+            throw error("expected ',' or ']' in an array")
+        }
+    }
+
+    /// The previous entry (at `around`, one after, or one before) whose encoding the bytes at the
+    /// current position equal, followed by the end of the element.
+    private func matchPrevious(_ previous: [[UInt8]?], around: Int) -> (Int, Int)? {
+        for k in [around, around + 1, around - 1] where k >= 0 && k < previous.count {
+            guard let candidate = previous[k], !candidate.isEmpty, bytes.count - pos > candidate.count else { continue }
+            let after = bytes[pos + candidate.count]
+            guard after == UInt8(ascii: ",") || after == UInt8(ascii: "]") || after == 0x20 || after == 0x0A || after == 0x0D || after == 0x09 else { continue }
+            let same = candidate.withUnsafeBytes { c in memcmp(bytes.baseAddress! + pos, c.baseAddress!, candidate.count) == 0 }
+            if same { return (k, candidate.count) }
+        }
+        return nil
     }
 
     private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {

@@ -8,20 +8,27 @@ struct RegistryDocument: Sendable, Equatable {
 
     /// Decodes and validates the file's bytes. Any problem is `.corrupt` naming the path and,
     /// for parse errors, the line and column; oversized content is `.limit`.
-    static func decode(_ bytes: [UInt8], path: String, limits: RegistryLimits) throws(RegistryError) -> RegistryDocument {
+    static func decode(_ bytes: [UInt8], path: String, limits: RegistryLimits,
+                       previous: RegistryDocument? = nil) throws(RegistryError) -> RegistryDocument {
         guard bytes.count <= limits.maxFileBytes else {
             throw RegistryError(.limit, "\(path) is \(bytes.count) bytes, over the limit of \(limits.maxFileBytes)")
         }
-        let value: JSONValue
+        // Entries whose bytes are unchanged since the version read before are reused, not
+        // parsed: writers copy unchanged entries byte for byte (see `encodeCaching`).
+        let old = previous?.servers ?? []
+        let known: [[UInt8]?] = old.map { $0.isLegacy ? nil : ($0.readBytes ?? $0.encoded)?.bytes }
+        let parsed: (top: JSONValue, servers: [JSONParser.ServersElement]?)
         do throws(JSONParseError) {
-            value = try bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in try JSONParser.parse(buf, maxDepth: limits.maxDepth) }
+            parsed = try bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in
+                try JSONParser.parseRegistry(buf, maxDepth: limits.maxDepth, previous: known)
+            }
         } catch {
             throw RegistryError(.corrupt, "\(path) is not valid JSON: \(error.description); run `peer-registry repair` to move it aside")
         }
         func corrupt(_ why: String) -> RegistryError {
             RegistryError(.corrupt, "\(path): \(why); run `peer-registry repair` to move it aside")
         }
-        guard case .object(let top) = value else { throw corrupt("the top level is not an object") }
+        guard case .object(let top) = parsed.top else { throw corrupt("the top level is not an object") }
         var doc = RegistryDocument()
         if let v = top["version"] {
             guard let n = v.int64Value, n >= 1 else { throw corrupt("\"version\" is not a positive integer") }
@@ -31,25 +38,28 @@ struct RegistryDocument: Sendable, Equatable {
             guard let n = v.int64Value, n >= 0 else { throw corrupt("\"generation\" is not a non-negative integer") }
             doc.generation = n
         }
-        let items: [JSONValue]
-        switch top["servers"] {
-        case nil, .null?: items = []
-        case .array(let a)?: items = a
-        default: throw corrupt("\"servers\" is not an array")
-        }
+        if let v = top["servers"], v != .null { throw corrupt("\"servers\" is not an array") }
+        let items = parsed.servers ?? []
         guard items.count <= limits.maxEntries else {
             throw RegistryError(.limit, "\(path) has \(items.count) entries, over the limit of \(limits.maxEntries)")
         }
         doc.servers.reserveCapacity(items.count)
         var ids = Set<String>()
+        ids.reserveCapacity(items.count)
         for (i, item) in items.enumerated() {
-            guard case .object(let object) = item else { throw corrupt("servers[\(i)] is not an object") }
             var entry: ServerEntry
-            do throws(RegistryError) {
-                entry = try ServerEntry(json: object, source: .file, limits: limits)
-            } catch {
-                if error.code == .limit { throw RegistryError(.limit, "\(path): servers[\(i)]: \(error.message)") }
-                throw corrupt("servers[\(i)]: \(error.message)")
+            switch item {
+            case .reused(let k):
+                entry = old[k]
+            case .parsed(let value, let range):
+                guard case .object(let object) = value else { throw corrupt("servers[\(i)] is not an object") }
+                do throws(RegistryError) {
+                    entry = try ServerEntry(json: object, source: .file, limits: limits)
+                    entry.readBytes = EncodedBytes(Array(bytes[range]))
+                } catch {
+                    if error.code == .limit { throw RegistryError(.limit, "\(path): servers[\(i)]: \(error.message)") }
+                    throw corrupt("servers[\(i)]: \(error.message)")
+                }
             }
             if !ids.insert(entry.id).inserted {
                 // Two legacy entries for one port get distinct ids; a repeated real id is corrupt.

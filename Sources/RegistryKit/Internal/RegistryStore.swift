@@ -195,15 +195,16 @@ final class RegistryStore: Sendable {
         throw RegistryError(.io, "\(filePath) was replaced 64 times while being opened; too busy to read")
     }
 
-    /// Reads and decodes the file. Returns nil when it does not exist.
-    func read() throws(RegistryError) -> (RegistryDocument, FileStamp)? {
+    /// Reads and decodes the file, reusing the unchanged entries of `previous` (the version
+    /// read before, if any). Returns nil when it does not exist.
+    func read(previous: RegistryDocument? = nil) throws(RegistryError) -> (RegistryDocument, FileStamp)? {
         guard let (fd, st) = try openForReading() else { return nil }
         defer { Glibc.close(fd) }
         guard Int(st.st_size) <= limits.maxFileBytes else {
             throw RegistryError(.limit, "\(filePath) is \(st.st_size) bytes, over the limit of \(limits.maxFileBytes); run `peer-registry repair`")
         }
         let bytes = try Sys.readAll(fd, path: filePath, sizeHint: Int(st.st_size), limit: limits.maxFileBytes)
-        let doc = try RegistryDocument.decode(bytes, path: filePath, limits: limits)
+        let doc = try RegistryDocument.decode(bytes, path: filePath, limits: limits, previous: previous)
         return (doc, FileStamp(st))
     }
 
