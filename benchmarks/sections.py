@@ -529,7 +529,7 @@ def summary(out: Path) -> None:
         for n, d in r.items():
             lines.append(f"- list/resolve against an unchanged file at {n} entries: resolve {d['resolve_same']['p50']:.1f} µs "
                          f"({d['resolve_same']['p50'] / d['stat']['p50']:.1f}x an fstatat), list {d['list_same']['p50']:.0f} µs "
-                         f"(list encodes every entry: not a hash lookup). Bar: microseconds — "
+                         f"(list copies out every entry's JSON: it grows with N, not a hash lookup). Bar: microseconds — "
                          f"{'met' if d['resolve_same']['p50'] < 100 else '**missed**'} for resolve.")
     if (out / "contention.json").exists():
         c = json.loads((out / "contention.json").read_text())
