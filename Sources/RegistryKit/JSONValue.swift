@@ -100,7 +100,7 @@ extension JSONValue {
             do throws(JSONParseError) {
                 return .success(try JSONParser.parse(buffer, maxDepth: limits.maxDepth))
             } catch {
-                return .failure(RegistryError(error.isDepthLimit ? .limit : .invalid, "invalid JSON: \(error.description)"))
+                return .failure(RegistryError(error.isLimit ? .limit : .invalid, "invalid JSON: \(error.description)"))
             }
         }
         return try result.get()

@@ -201,7 +201,8 @@ extension ServerEntry {
         add("pidStartTime", pidStartTime.map { .int($0) })
         add("startedAt", startedAt.map(JSONValue.string))
         add("lastSeen", lastSeen.map(JSONValue.string))
-        if !isLegacy || !forFile { add("liveness", .string(liveness.rawValue)) }
+        // A legacy entry gets back the liveness it was written with, and none if it had none.
+        if !isLegacy || !forFile || keyOrder.keys.contains("liveness") { add("liveness", .string(liveness.rawValue)) }
         add("ttlSeconds", ttlSeconds.map { .int($0) })
         let caps = capabilities
         if !isLegacy || caps != Capabilities() { add("capabilities", .object(caps.jsonObject)) }
@@ -295,6 +296,7 @@ extension Health {
         }
         if let v = object["message"], v != .null {
             guard case .string(let s) = v else { throw RegistryError(.invalid, "field \"health.message\": must be a string") }
+            guard !s.utf8.contains(0) else { throw RegistryError(.invalid, "field \"health.message\": must not contain NUL characters") }
             guard s.utf8.count <= limits.maxStringBytes else {
                 throw RegistryError(.limit, "field \"health.message\": \(s.utf8.count) bytes exceeds the limit of \(limits.maxStringBytes)")
             }

@@ -8,7 +8,8 @@ struct JSONParseError: Error, CustomStringConvertible {
     var offset: Int
     var line: Int
     var column: Int
-    var isDepthLimit = false
+    /// The input broke a documented limit (nesting depth, number length) rather than JSON syntax.
+    var isLimit = false
     var description: String { "\(reason) at line \(line), column \(column) (byte \(offset))" }
 }
 
@@ -92,7 +93,7 @@ struct JSONParser {
     private mutating func parseServers(previous: [[UInt8]?]) throws(JSONParseError) -> [ServersElement] {
         if 2 > maxDepth {
             var e = error("nesting deeper than \(maxDepth) levels")
-            e.isDepthLimit = true
+            e.isLimit = true
             throw e
         }
         pos += 1
@@ -187,7 +188,7 @@ struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth {
             var e = error("nesting deeper than \(maxDepth) levels")
-            e.isDepthLimit = true
+            e.isLimit = true
             throw e
         }
         pos += 1
@@ -227,7 +228,7 @@ struct JSONParser {
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
         if depth > maxDepth {
             var e = error("nesting deeper than \(maxDepth) levels")
-            e.isDepthLimit = true
+            e.isLimit = true
             throw e
         }
         pos += 1
@@ -265,7 +266,11 @@ struct JSONParser {
             guard pos < bytes.count, isDigit(bytes[pos]) else { throw error("invalid number: digit expected in exponent") }
             while pos < bytes.count, isDigit(bytes[pos]) { pos += 1 }
         }
-        if pos - start > 64 { throw error("number literal longer than 64 characters", at: start) }
+        if pos - start > 64 {
+            var e = error("number literal longer than 64 characters", at: start)
+            e.isLimit = true
+            throw e
+        }
         return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self))
     }
 
