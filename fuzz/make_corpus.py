@@ -68,6 +68,39 @@ def valid_files():
     yield "escapes", '{"servers":[],"s":"\\u00e9\\ud83d\\ude00\\n\\t\\"\\\\\\/","k\\u0041":1}'.encode()
 
 
+def library_file(generation, entries) -> bytes:
+    """A file laid out as the library writes it: one compact entry per line."""
+    head = '{\n  "version": 1,\n  "generation": %d,\n  "servers": [' % generation
+    if not entries:
+        return (head + "]\n}\n").encode()
+    body = ",\n    ".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in entries)
+    return (head + "\n    " + body + "\n  ]\n}\n").encode()
+
+
+def incremental_pairs():
+    """Two versions separated by a line "--": the one read before, then the current one
+    (fuzz/targets/Checks.swift, `incremental`): entries with identical bytes are reused."""
+    base = [{"id": f"e{i}", "url": f"http://127.0.0.1:{9100 + i}/", "liveness": "none",
+             "capabilities": {"tools": [f"t{i}"], "resources": [], "prompts": []}, "health": {"status": "UNKNOWN"}}
+            for i in range(4)]
+    legacy = {"port": 9200, "url": "http://127.0.0.1:9200", "pid": 1}
+    changed = [dict(e) for e in base]
+    changed[1] = dict(changed[1], health={"status": "DOWN", "message": "x"})
+    pairs = {
+        "one-changed": (base, changed),
+        "one-added": (base, base + [dict(base[0], id="e9")]),
+        "one-removed": (base, base[:2] + base[3:]),
+        "swapped": (base, [base[1], base[0]] + base[2:]),
+        "duplicated-id": (base, base + [base[0]]),
+        "legacy-kept": (base + [legacy], base + [legacy, dict(legacy)]),
+        "reversed": (base, base[::-1]),
+    }
+    for name, (a, b) in pairs.items():
+        yield "incremental-" + name, library_file(1, a) + b"\n--\n" + library_file(2, b)
+    yield "incremental-truncated", library_file(1, base) + b"\n--\n" + library_file(2, base)[:-20]
+    yield "incremental-entry-then-garbage", library_file(1, base) + b"\n--\n" + library_file(2, base).replace(b"}\n  ]", b"}x\n  ]")
+
+
 def valid_entries():
     rng = random.Random(1)
     yield "format-example-entry", json.dumps(FORMAT_EXAMPLE["servers"][0]).encode()
@@ -102,8 +135,8 @@ def write(target: str, kind: str, label: str, data: bytes) -> bool:
     return True
 
 
-# hostile cases that reproduce a reported bug (see fuzz/targets/Checks.swift, "Known bug")
-KNOWN_BUG_LABELS = ["\\u0000 in health.message"]
+# hostile cases that reproduce a bug found by these tests
+REGRESSION_LABELS = ["\\u0000 in health.message", "number literal"]
 
 CABI_OP = {CS.REGISTER: 0, CS.LIST: 1, CS.GET: 2, CS.UNREGISTER: 3, CS.RESOLVE: 4, CS.HEALTH_MSG: 5, CS.HEARTBEAT: 6}
 
@@ -111,6 +144,8 @@ CABI_OP = {CS.REGISTER: 0, CS.LIST: 1, CS.GET: 2, CS.UNREGISTER: 3, CS.RESOLVE: 
 def main() -> None:
     counts = {"parser": 0, "entry": 0, "cabi": 0}
     for label, data in valid_files():
+        counts["parser"] += write("parser", "valid", label, data)
+    for label, data in incremental_pairs():
         counts["parser"] += write("parser", "valid", label, data)
     for label, data in valid_entries():
         counts["entry"] += write("entry", "valid", label, data)
@@ -138,8 +173,8 @@ def main() -> None:
         seen[key] = seen.get(key, 0) + 1
         if c.label.startswith("generated") and seen[key] > 2:
             continue
-        # reproducers of reported bugs are named bug-* (they fail the replay until fixed)
-        kind = "bug" if any(k in c.label for k in KNOWN_BUG_LABELS) else "bad"
+        # reproducers of bugs these tests found (fixed in d959700) are named regress-*
+        kind = "regress" if any(k in c.label for k in REGRESSION_LABELS) else "bad"
         if c.kind == CS.FILE:
             counts["parser"] += write("parser", kind, c.label, c.data)
         elif c.kind in (CS.REGISTER, CS.LIST):

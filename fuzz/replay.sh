@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make test-fuzz-corpus: replays every file of fuzz/corpus/<target>/ through the same fuzz
 # targets and invariants (fuzz/targets/*.swift), built without sanitizers (fuzz/build.sh
-# replay: one swiftc -Onone build, a few seconds). Files named bug-* reproduce reported bugs:
-# they fail until the bug is fixed. Last line: "N passed, N failed" (inputs).
+# replay: one swiftc -Onone build, a few seconds). Files named regress-* reproduce bugs these
+# tests found and that were fixed; bug-* reproduce reported bugs not fixed yet (they fail until
+# they are). Last line: "N passed, N failed" (inputs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export SWIFT_BACKTRACE=enable=no
