@@ -23,7 +23,9 @@ What is checked (docs/FORMAT.md is the contract):
   kill     A writer running a sequence of changes is SIGKILLed at a random moment: the file
            parses and equals the state after its last acknowledged change or the one after
            (nothing acknowledged is lost); the next writer gets the lock at once; no temp file
-           survives it; the dead writer's lease entries are removed.
+           survives it; the dead writer's lease entries are removed. Contended variant: a
+           second writer is queued on the lock when the first is killed; it must finish every
+           change (no ETIMEOUT) and none of its acknowledged entries may be missing.
   stale    SIGKILLed lease owners are never listed again and the next writer removes them and
            their lease files; SIGSTOPped ttl owners stay listed until ttlSeconds passes, then
            are not, and after SIGCONT their heartbeat says ENOTFOUND and re-registering works;
@@ -551,6 +553,59 @@ def section_kill(ctx: Ctx) -> None:
     if s:
         next_max, next_count = max(next_max, s.next_write_max), next_count + s.next_writes
         s.close()
+    # Contended: a second writer B is queued on the lock (flock in a helper thread, the
+    # library's slow path) while A is SIGKILLed; B must get the lock and finish every change.
+    contended = {"runs": 0, "B writes": 0, "B slowest ms": 0.0}
+    s = Scenario(ctx, "kill-contended", random.Random(ctx.seed * 37))
+    for k in range(max(1, total // 5)):
+        what = f"contended kill {k}"
+        before = s.doc()
+        ops, state, own = [], before, set()
+        for _ in range(sz["kill_ops"]):
+            op = s.random_op(state, own)
+            rc, after, own = M.apply(state, op, s.world, own, writer_pid=-1)
+            ops.append(op)
+            state = after if after is not None else state
+        a_file = os.path.join(s.dir, "ops-a.txt")
+        with open(a_file, "w") as f:
+            f.write("".join(op.line() + "\n" for op in ops))
+        b_ids = [f"b-{k}-{i}" for i in range(10)]
+        b_file = os.path.join(s.dir, "ops-b.txt")
+        with open(b_file, "w") as f:
+            f.write("".join(M.Op("register", {"id": i, "url": "http://127.0.0.1:9/", "liveness": "none"}).line() + "\n" for i in b_ids))
+        a = Child([ctx.helper, "ops", s.path, a_file, "--hold"])
+        b = Child([ctx.helper, "ops", s.path, b_file])
+        time.sleep(rng.uniform(0, (calib or 0.03) * 1.2))
+        os.kill(a.pid, signal.SIGKILL)
+        a.p.wait()
+        t0 = time.monotonic()
+        b_acks = []
+        while len(b_acks) < len(b_ids):
+            ln = b.line(LOCK_TIMEOUT_MS / 1000 * 2)
+            if ln is None:
+                break
+            if ln.startswith("ack "):
+                b_acks.append(int(ln.split()[2]))
+        b_took = time.monotonic() - t0
+        b.kill()
+        a.kill()
+        contended["runs"] += 1
+        contended["B writes"] += len(b_acks)
+        contended["B slowest ms"] = max(contended["B slowest ms"], round(b_took * 1000, 1))
+        R.check(b_acks == [0] * len(b_ids), f"{what}: the queued writer's results {b_acks} (expected {len(b_ids)} x 0)")
+        try:
+            doc = s.doc()
+        except Exception as e:  # noqa: BLE001
+            R.check(False, f"{what}: the file does not parse: {e}")
+            continue
+        ids = {e.get("id") for e in doc["servers"]}
+        R.check(set(b_ids) <= ids, f"{what}: acknowledged registrations lost: {sorted(set(b_ids) - ids)}")
+        for i in b_ids:
+            s.reg.unregister(i)
+        s.next_write(what)
+    s.close()
+    ctx.stats["kill_contended"] = contended
+    R.note("contended SIGKILLs (a second writer queued on the lock): " + ", ".join(f"{k} {v}" for k, v in contended.items()))
     ctx.stats["kill"] = stats
     ctx.stats["kill_next_write_max_ms"] = round(next_max * 1000, 1)
     R.note("SIGKILLs: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
