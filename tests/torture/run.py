@@ -31,6 +31,9 @@ What is checked (docs/FORMAT.md is the contract):
            are not, and after SIGCONT their heartbeat says ENOTFOUND and re-registering works;
            a pid-liveness entry whose pid was reused by another process (forced through
            /proc/sys/kernel/ns_last_pid) is dead. The live are never dropped.
+  legacy   Entries without an id (older tools) are never lost to a derived id: a file with two
+           legacy entries for one port and the real id port-<port>-2 is readable in any order,
+           and registering that real id keeps both legacy entries.
   hostile  Symlinks planted at the file, lock, temp, lease and leases paths (the target's content
            and mtime never change); a directory, file or lock writable by group/others or owned
            by another user (nobody); thousands of malformed entries, filters, ids, names,
@@ -1148,6 +1151,44 @@ def section_malformed(ctx: Ctx) -> None:
            f"peak {peak} kB (bound {MEMORY_BOUND_KB} kB; growth after pass 2 {last - second} kB, bound {MEMORY_GROWTH_KB} kB)")
 
 
+# ---- legacy entries: derived ids never cost an entry ------------------------------------------
+
+def section_legacy(ctx: Ctx) -> None:
+    """Entries without an id (older tools) are read as port-<port>, port-<port>-2, ... and are
+    "never silently dropped" (docs/FORMAT.md). A derived id can equal a real id."""
+    R.section = "legacy-ids"
+    base = make_private_dir(ctx.scratch, "legacy")
+    a = {"port": 80, "url": "http://127.0.0.1:80/a", "pid": 1}
+    b = {"port": 80, "url": "http://127.0.0.1:80/b", "pid": 1}
+    real = {"id": "port-80-2", "url": "http://127.0.0.1:8081/", "liveness": "none"}
+
+    def legacy_urls(doc) -> List[str]:
+        return [e["url"] for e in doc["servers"] if "id" not in e]
+
+    # A valid file — two legacy entries for one port and a real id that equals the second one's
+    # derived id — is readable whatever the order of its entries.
+    for order in ([a, real, b], [a, b, real], [real, a, b]):
+        d = make_private_dir(base, "order-" + "".join("r" if e is real else e["url"][-1] for e in order))
+        p = os.path.join(d, "servers.json")
+        write_foreign(p, {"version": 1, "generation": 1, "servers": order})
+        reg = abi.Registry(ctx.lib, p)
+        rc, msg, listing = reg.list()
+        names = "".join("r" if e is real else e["url"][-1] for e in order)
+        R.check(rc == OK and len(listing["servers"]) == 3,
+                f"order {names}: a valid file with legacy entries and the real id port-80-2 is refused: {rc} {msg}")
+        reg.close()
+    # Registering a real id that equals a legacy entry's derived id does not delete that entry.
+    d = make_private_dir(base, "register")
+    p = os.path.join(d, "servers.json")
+    write_foreign(p, {"version": 1, "generation": 1, "servers": [a, b]})
+    reg = abi.Registry(ctx.lib, p)
+    rc, msg, _ = reg.register(real)
+    doc = M.read_doc(p)
+    R.check(legacy_urls(doc) == [a["url"], b["url"]],
+            f"register of id port-80-2 (rc {rc} {msg}) dropped a legacy entry: legacy entries left {legacy_urls(doc)}")
+    reg.close()
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 def build_helper(ctx: Ctx) -> None:
@@ -1167,7 +1208,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("TORTURE_SEED", "7")))
-    ap.add_argument("--only", default="crash,kill,stale,hostile")
+    ap.add_argument("--only", default="crash,kill,stale,hostile,legacy")
     ap.add_argument("--dir", default=None, help="where scratch registries go (default: $TMPDIR)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = ap.parse_args()
@@ -1178,7 +1219,8 @@ def main() -> int:
     build_helper(ctx)
     only = set(args.only.split(","))
     sections = [("crash", section_crash), ("kill", section_kill), ("stale", section_stale),
-                ("hostile", section_symlinks), ("hostile", section_permissions), ("hostile", section_malformed)]
+                ("hostile", section_symlinks), ("hostile", section_permissions), ("hostile", section_malformed),
+                ("legacy", section_legacy)]
     print(f"torture tests: size {args.size}, seed {args.seed}, scratch {ctx.scratch}", flush=True)
     t_all = time.monotonic()
     try:
