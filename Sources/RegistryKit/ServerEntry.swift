@@ -122,10 +122,19 @@ public struct ServerEntry: Sendable, Hashable {
     var keyOrder = KeyOrder() { didSet { encoded = nil; readBytes = nil } }
     /// This entry's JSON as last encoded or read; any change to a field drops it, so a write
     /// re-encodes only the entries it changed. Not part of equality.
-    var encoded: EncodedBytes?
+    var encoded: EncodedBytes? {
+        get { caches.encoded }
+        set { caches.encoded = newValue }
+    }
     /// The bytes this entry was read from in the file, so the next read of a newer version can
     /// recognise it unchanged without parsing it. Dropped by any change. Not part of equality.
-    var readBytes: EncodedBytes?
+    var readBytes: EncodedBytes? {
+        get { caches.read }
+        set { caches.read = newValue }
+    }
+    /// Both caches, in a value that is always equal: whether bytes are cached never makes two
+    /// entries differ (an Optional would: nil != some).
+    private var caches = EntryCaches()
 
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
@@ -163,6 +172,14 @@ public struct ServerEntry: Sendable, Hashable {
 struct KeyOrder: Sendable, Hashable {
     var keys: [String] = []
     static func == (_: KeyOrder, _: KeyOrder) -> Bool { true }
+    func hash(into hasher: inout Hasher) {}
+}
+
+/// The cached encodings of an entry. Always equal, hashes to nothing.
+struct EntryCaches: Sendable, Hashable {
+    var encoded: EncodedBytes?
+    var read: EncodedBytes?
+    static func == (_: EntryCaches, _: EntryCaches) -> Bool { true }
     func hash(into hasher: inout Hasher) {}
 }
 

@@ -135,6 +135,19 @@ import Testing
         #expect(try !dir.contents().contains("3100"))
     }
 
+    @Test func cachedBytesNeverMakeEqualEntriesDiffer() throws {
+        let plain = entry("same", tools: ["t"])
+        var cached = plain
+        cached.encoded = EncodedBytes(Array(plain.jsonText.utf8))
+        cached.readBytes = EncodedBytes([1, 2, 3])
+        #expect(cached == plain)
+        #expect(cached.hashValue == plain.hashValue)
+        var changed = cached
+        changed.port = 1
+        #expect(changed != plain)
+        #expect(changed.encoded == nil && changed.readBytes == nil, "a change drops the caches")
+    }
+
     @Test func entryJSONRoundTrips() throws {
         let text = #"{"id":"x","name":"X","url":"http://[::1]:9/mcp","liveness":"none","requiresSession":true,"capabilities":{"tools":["a"],"resources":["r://"],"prompts":["p"]},"health":{"status":"DEGRADED","message":"slow"},"metadata":{"k":1},"extra":"kept"}"#
         let e = try ServerEntry(jsonText: text)
