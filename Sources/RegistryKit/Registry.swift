@@ -243,6 +243,7 @@ public final class Registry: Sendable {
         let before = txn.document.servers.count
         txn.document.servers.removeAll { !judge.isAlive($0, claimed: &claimed, claimDeadLeases: true) }
         let removed = before - txn.document.servers.count
+        txn.document.assignLegacyIDs()
         guard txn.changed || removed > 0 else { return }
         guard txn.document.servers.count <= options.limits.maxEntries else {
             throw RegistryError(.limit, "the registry would hold \(txn.document.servers.count) entries, over the limit of \(options.limits.maxEntries)")
@@ -326,7 +327,9 @@ public final class Registry: Sendable {
         try prepareForRegistration(&entry)
         let (stored, _) = try transaction { txn throws(RegistryError) -> ServerEntry in
             let holds = state.withLock { $0.leases[entry.id] != nil } || txn.acquiredLeases[entry.id] != nil
-            if let i = txn.document.servers.firstIndex(where: { $0.id == entry.id }) {
+            // A legacy entry's derived id is not a registration: a real id equal to it leaves
+            // the legacy entry alone (it is given another derived id).
+            if let i = txn.document.servers.firstIndex(where: { $0.id == entry.id && !$0.isLegacy }) {
                 let existing = txn.document.servers[i]
                 if existing.liveness == .lease, !holds, judge().isAlive(existing) {
                     throw RegistryError(.exists, "id \"\(entry.id)\" is registered by another live process (pid \(existing.pid.map(String.init) ?? "?")); pick another id or unregister it")

@@ -61,16 +61,12 @@ struct RegistryDocument: Sendable, Equatable {
                     throw corrupt("servers[\(i)]: \(error.message)")
                 }
             }
-            if !ids.insert(entry.id).inserted {
-                // Two legacy entries for one port get distinct ids; a repeated real id is corrupt.
-                guard entry.isLegacy else { throw corrupt("servers[\(i)]: id \"\(entry.id)\" appears twice") }
-                var n = 2
-                while ids.contains("\(entry.id)-\(n)") { n += 1 }
-                entry.id = "\(entry.id)-\(n)"
-                ids.insert(entry.id)
+            if !entry.isLegacy, !ids.insert(entry.id).inserted {
+                throw corrupt("servers[\(i)]: id \"\(entry.id)\" appears twice")
             }
             doc.servers.append(entry)
         }
+        doc.assignLegacyIDs()
         for m in top.members where !["version", "generation", "servers"].contains(m.key) { doc.extra[m.key] = m.value }
         return doc
     }
@@ -96,6 +92,26 @@ struct RegistryDocument: Sendable, Equatable {
         }
         out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)
         return out
+    }
+
+    /// Gives every legacy entry (no id in the file) its derived id: `port-<port>`, or
+    /// `port-<port>-2`, `-3`, ... when that is taken — by a real id or an earlier legacy entry.
+    /// Derived ids are never written and are worked out again after every change, so a real id
+    /// never collides with one, whatever the order of the entries.
+    mutating func assignLegacyIDs() {
+        guard servers.contains(where: \.isLegacy) else { return }
+        var taken = Set(servers.lazy.filter { !$0.isLegacy }.map(\.id))
+        for i in servers.indices where servers[i].isLegacy {
+            let port = servers[i].port ?? servers[i].url.flatMap(ServerEntry.port(fromURL:)) ?? 0
+            var id = "port-\(port)"
+            var n = 2
+            while taken.contains(id) {
+                id = "port-\(port)-\(n)"
+                n += 1
+            }
+            taken.insert(id)
+            if servers[i].id != id { servers[i].id = id }
+        }
     }
 
     /// Whether some entry has no encoded JSON yet (as after reading another writer's file).
