@@ -13,7 +13,7 @@ import random
 import struct
 from typing import Iterable, List, Optional, Tuple
 
-from abi import EINVAL, ELIMIT, ENOTFOUND, ECORRUPT, EPERM, OK
+from abi import EINVAL, ELIMIT, ENOTFOUND, ECORRUPT, EPERM
 
 # entry points (helper.c "hostile" case kinds)
 REGISTER, LIST, GET, UNREGISTER, RESOLVE, HEALTH_MSG, HEARTBEAT, FILE, OPEN, REGISTER_NULL, HEALTH_ID = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11

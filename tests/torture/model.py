@@ -15,7 +15,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from abi import EEXISTS, ENOTFOUND, OK
 

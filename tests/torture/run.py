@@ -45,8 +45,6 @@ What is checked (docs/FORMAT.md is the contract):
 from __future__ import annotations
 
 import argparse
-import errno
-import fcntl
 import json
 import os
 import random
@@ -68,7 +66,7 @@ sys.path.insert(0, HERE)
 import abi  # noqa: E402
 import cases as CS  # noqa: E402
 import model as M  # noqa: E402
-from abi import EEXISTS, EINVAL, ELIMIT, ENOTFOUND, EPERM, OK  # noqa: E402
+from abi import ENOTFOUND, EPERM, OK  # noqa: E402
 
 STEPS = ["after-lock", "after-temp-create", "after-write", "after-fsync", "after-rename", "after-dir-fsync",
          "before-unlock"]
