@@ -7,15 +7,14 @@
 # New coverage goes to build/fuzz/work/<target>/ (not the checked-in corpus: copy interesting
 # or minimized inputs to fuzz/corpus/<target>/ by hand); crashes and broken invariants to
 # build/fuzz/artifacts/<target>/ (reproduce: build/fuzz/<target> <file>, or
-# build/fuzz/replay <target> <file>). Known, reported bugs are stepped over
-# (PEERREG_FUZZ_SKIP_KNOWN=1, see fuzz/targets/Checks.swift). Each run appends a line to
+# build/fuzz/replay <target> <file>). Each run appends a line to
 # build/fuzz/history.tsv (date, target, seconds, executions, coverage, artifacts).
 # Exits 1 when a target left a new artifact.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-parser entry cabi}
-export SWIFT_BACKTRACE=enable=no PEERREG_FUZZ_SKIP_KNOWN=1
+export SWIFT_BACKTRACE=enable=no
 mkdir -p build/fuzz/logs
 status=0
 printf '%-8s %8s %12s %10s %8s %s\n' target seconds executions exec/s cov artifacts

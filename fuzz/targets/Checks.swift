@@ -116,9 +116,10 @@ enum FuzzChecks {
                 switch (fresh, reused) {
                 case (.success(let a), .success(let b)):
                     if let why = contentDifference(a, b) { fuzzFail("decode with the previous version differs from a fresh decode: " + why, bytes) }
-                    if a != b, checkEquality(previous), !skipKnown {
-                        fuzzFail("known bug: equal entries compare unequal (ServerEntry == and hash depend on the cached encoded/readBytes): " + difference(a, b), bytes)
-                    }
+                    // Swift equality must not depend on the cached bytes either (regression: it did,
+                    // fuzz/corpus/parser/regress-entry-equality-depends-on-cached-bytes).
+                    if a != b { fuzzFail("equal documents compare unequal (== depends on cached bytes?): " + difference(a, b), bytes) }
+                    if a.servers.map(\.hashValue) != b.servers.map(\.hashValue) { fuzzFail("equal entries hash differently", bytes) }
                 case (.failure(let a), .failure(let b)):
                     if a.code != b.code { fuzzFail("decode fails with \(a.code.name) fresh but \(b.code.name) with the previous version", bytes) }
                 case (.success, .failure(let e)):
@@ -129,19 +130,6 @@ enum FuzzChecks {
             }
         }
     }
-
-    /// Bugs found and reported but not fixed yet: a fuzzing campaign steps over them
-    /// (fuzz/run.sh sets PEERREG_FUZZ_SKIP_KNOWN=1) so that it can find others; the corpus
-    /// replay of make test does not, so their reproducers (fuzz/corpus/*/bug-*) fail until fixed.
-    static let skipKnown = getenv("PEERREG_FUZZ_SKIP_KNOWN") != nil
-
-    /// Known bug: `ServerEntry`'s synthesized == and hash(into:) include the Optional caches
-    /// `encoded` and `readBytes` (EncodedBytes compares equal, but nil != non-nil), so the same
-    /// stored entry read by two handles — one that wrote it, one that read it — compares
-    /// unequal and hashes differently. Checked only for inputs with a top-level
-    /// "x-check-equality" key (the reproducer fuzz/corpus/parser/bug-entry-equality-*), since
-    /// almost every valid file shows it.
-    static func checkEquality(_ doc: RegistryDocument) -> Bool { doc.extra["x-check-equality"] != nil }
 
     /// Where two documents' contents differ (nil: they do not), comparing what they hold — the
     /// file encoding and the API JSON of every entry — not Swift equality.
