@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "registry_shims.h"
 #include <fcntl.h>
+#include <string.h>
 #include <sys/file.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -96,3 +97,9 @@ int prshim_timerfd_arm(int fd, long long ms) {
 int prshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
 
 int prshim_flock(int fd, int operation) { return flock(fd, operation); }
+
+int prshim_contains(const void *haystack, long haystack_len, const void *needle, long needle_len) {
+    if (needle_len <= 0) return 1;
+    if (haystack_len < needle_len) return 0;
+    return memmem(haystack, (size_t)haystack_len, needle, (size_t)needle_len) != NULL;
+}

@@ -301,9 +301,15 @@ public final class Registry: Sendable {
     }
 
     /// Whether the file still holds this handle's entries as it wrote them (see `restoreOwned`).
+    /// Cheap when they are: writers copy unchanged entries byte for byte, one per line, so each
+    /// one's encoded bytes are looked up among the file's lines (one hashing pass); only when one
+    /// is not found is the file parsed and the entries compared field by field.
     func ownedEntriesIntact() throws(RegistryError) -> Bool {
         let owned = state.withLock { $0.owned }
         guard !owned.isEmpty else { return true }
+        if let bytes = try store.rawBytes(), RegistryDocument.linesContain(bytes, owned.values.map { ($0.encoded ?? $0.readBytes)?.bytes ?? [] }) {
+            return true
+        }
         let snap = try snapshot()
         return owned.allSatisfy { id, mine in snap.entry(id).map { $0.sameOwnedFields(as: mine) } ?? false }
     }

@@ -536,6 +536,59 @@ static void test_threads(void) {
     peerreg_close(shared);
 }
 
+/* ---- closing while other threads use the handle (issue 11) ------------------------------------ */
+static peerreg_registry *closing;
+static int close_bad;
+static void *closing_worker(void *arg) {
+    long n = (long)arg;
+    for (int i = 0; i < 500; i++) {
+        char json[160];
+        snprintf(json, sizeof json, "{\"id\":\"c%ld-%d\",\"url\":\"http://127.0.0.1:%d/\"}", n, i, 20000 + i);
+        peerreg_error *e = NULL;
+        int rc = peerreg_register(closing, json, NULL, &e);
+        peerreg_error_free(e);
+        if (rc == PEERREG_ECLOSED) break;
+        if (rc != PEERREG_OK) __atomic_add_fetch(&close_bad, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+static peerreg_watch *blocked_watch;
+static int blocked_rc = 1;
+static void *blocked_next(void *arg) {
+    (void)arg;
+    char *out = NULL;
+    blocked_rc = peerreg_watch_next(blocked_watch, -1, &out, NULL);
+    peerreg_free(out);
+    return NULL;
+}
+
+static void test_close_during_calls(void) {
+    /* 8 threads registering while another closes the handle: every call OK or ECLOSED (was:
+     * EIO "flock(...) failed: Bad file descriptor", the lock dropped mid-write). */
+    for (int round = 0; round < 3; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "closing%d", round);
+        closing = open_at(name);
+        pthread_t t[8];
+        for (long i = 0; i < 8; i++) pthread_create(&t[i], NULL, closing_worker, (void *)i);
+        usleep(20000 + round * 20000);
+        peerreg_close(closing);
+        for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    }
+    CHECK(close_bad == 0, "%d calls failed with something other than ECLOSED while the handle closed", close_bad);
+    /* Closing a watch wakes a peerreg_watch_next(-1) blocked in another thread (was: close blocked). */
+    peerreg_registry *reg = open_at("blocked-watch");
+    CHECK(peerreg_watch_open(&blocked_watch, reg, NULL) == PEERREG_OK, "watch_open");
+    pthread_t waiter;
+    pthread_create(&waiter, NULL, blocked_next, NULL);
+    usleep(100000);
+    peerreg_watch_close(blocked_watch);
+    pthread_join(waiter, NULL);
+    CHECK(blocked_rc == PEERREG_ECLOSED, "a blocked watch_next returned %d after watch_close", blocked_rc);
+    peerreg_close(reg);
+}
+
 /* ---- fork ------------------------------------------------------------------------------------- */
 static void test_fork(void) {
     char path[1024];
@@ -723,6 +776,7 @@ int main(int argc, char **argv) {
     test_file_errors();
     test_watch();
     test_threads();
+    test_close_during_calls();
     test_fork();
     test_probe();
     test_churn();

@@ -36,4 +36,7 @@ int prshim_pipe_cloexec(int fds[2]);
 /* flock(2), for code where Swift resolves `flock` to the struct of the same name. */
 int prshim_flock(int fd, int operation);
 
+/* Whether needle occurs in haystack (memmem). */
+int prshim_contains(const void *haystack, long haystack_len, const void *needle, long needle_len);
+
 #endif

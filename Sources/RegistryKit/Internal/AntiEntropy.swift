@@ -91,21 +91,28 @@ final class AntiEntropy: Sendable {
 }
 
 extension AntiEntropy {
-    /// Whether the inotify events in `buffer[0..<count]` include one naming the registry file
-    /// (or an overflow, after which anything may have happened).
+    /// Whether the inotify events in `buffer[0..<count]` may be a change by a writer that
+    /// bypasses the library: anything done to the registry file (written in place, created,
+    /// deleted, renamed from another name) or an overflow — but not a library write, which is
+    /// the rename of `servers.json.tmp` over it (library writers copy every live entry).
     fileprivate func namesFile(_ buffer: [UInt8], count: Int) -> Bool {
         let header = MemoryLayout<inotify_event>.size
         var offset = 0
-        let target = Array(fileName.utf8)
+        let target = Array(fileName.utf8), temp = Array((fileName + ".tmp").utf8)
+        var libraryCookies = Set<UInt32>()
         while offset + header <= count {
-            let (mask, length) = buffer.withUnsafeBytes { raw -> (UInt32, Int) in
+            let (mask, cookie, length) = buffer.withUnsafeBytes { raw -> (UInt32, UInt32, Int) in
                 let ev = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                return (ev.mask, Int(ev.len))
+                return (ev.mask, ev.cookie, Int(ev.len))
             }
             if mask & UInt32(IN_Q_OVERFLOW) != 0 { return true }
-            if length > 0, offset + header + length <= count,
-               buffer[(offset + header)..<(offset + header + length)].prefix(while: { $0 != 0 }).elementsEqual(target) {
-                return true
+            if length > 0, offset + header + length <= count {
+                let name = buffer[(offset + header)..<(offset + header + length)].prefix(while: { $0 != 0 })
+                if name.elementsEqual(temp), mask & UInt32(IN_MOVED_FROM) != 0 { libraryCookies.insert(cookie) }
+                if name.elementsEqual(target) {
+                    let libraryRename = mask & UInt32(IN_MOVED_TO) != 0 && libraryCookies.contains(cookie)
+                    if !libraryRename { return true }
+                }
             }
             offset += header + length
         }

@@ -136,6 +136,32 @@ struct RegistryDocument: Sendable, Equatable {
         return doc
     }
 
+    /// Whether every one of `entries` (encoded entry bytes) is a line of `bytes` as `encodeCaching`
+    /// writes them (indented, a comma after all but the last). One pass over the file.
+    static func linesContain(_ bytes: [UInt8], _ entries: [[UInt8]]) -> Bool {
+        guard !entries.contains(where: \.isEmpty) else { return false }
+        var wanted: [Int: [Int]] = [:]
+        for (i, e) in entries.enumerated() { wanted[e.hashValue, default: []].append(i) }
+        var found = Set<Int>()
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            var lo = start, hi = end
+            while lo < hi, bytes[lo] == 0x20 { lo += 1 }
+            if hi > lo, bytes[hi - 1] == UInt8(ascii: ",") { hi -= 1 }
+            if hi > lo, bytes[lo] == UInt8(ascii: "{") {
+                let line = bytes[lo..<hi]
+                if let candidates = wanted[Array(line).hashValue] {
+                    for i in candidates where entries[i].elementsEqual(line) { found.insert(i) }
+                    if found.count == entries.count { return true }
+                }
+            }
+            start = end + 1
+        }
+        return found.count == entries.count
+    }
+
     /// The file's bytes: known fields first, one entry per line (readable, and cheap to write).
     /// An entry still holding the bytes it was last encoded to (no field changed since) is
     /// copied, not encoded again; the others are encoded and keep their bytes for next time.
