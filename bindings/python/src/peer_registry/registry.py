@@ -7,6 +7,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from contextlib import contextmanager
 from ctypes import byref, c_int, c_void_p
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
@@ -70,8 +71,14 @@ def _timeout_ms(timeout: float) -> int:
 
 def _health_name(status: HealthLike) -> str:
     if isinstance(status, str):
-        return status.upper()
-    return Health(status).name
+        return status.upper()  # an unknown name is rejected by the library (PEERREG_EINVAL)
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise TypeError(f"status must be a Health, its int value or its name, not {type(status).__name__}")
+    try:
+        return Health(status).name
+    except ValueError:
+        values = ", ".join(f"{h.value} ({h.name})" for h in Health)
+        raise InvalidArgumentError(-1, f"unknown health status {status!r}; expected one of {values}") from None
 
 
 class Registry:
@@ -96,6 +103,9 @@ class Registry:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._busy = 0
+        # Ids this handle registered with a lease: closing the handle unregisters them, so a
+        # Registry garbage-collected while they are listed is a bug worth a ResourceWarning.
+        self._leased: "builtins.set[str]" = builtins.set()
         handle = c_void_p()
         path_arg = None if self.path is None else os.fsencode(self.path)
         if path_arg is not None and b"\0" in path_arg:
@@ -117,6 +127,7 @@ class Registry:
             if handle is None:
                 return
             self._handle = None
+            self._leased.clear()
             while self._busy:
                 self._idle.wait()
         self.lib.peerreg_close(handle)
@@ -134,6 +145,15 @@ class Registry:
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
         if handle is not None:
+            leased = getattr(self, "_leased", None)
+            if leased:
+                warnings.warn(
+                    f"unclosed {self!r} with live registrations {sorted(leased)}: garbage "
+                    "collection unregisters them now; close() it (or use `with`) where they "
+                    "should end",
+                    ResourceWarning,
+                    source=self,
+                )
             self._handle = None
             try:
                 self.lib.peerreg_close(handle)
@@ -185,11 +205,23 @@ class Registry:
         """
         stored = self._string_call(self.lib.peerreg_register, _json(dict(entry), "entry"))
         result: ServerEntry = json.loads(stored)
+        with self._lock:
+            if result.get("liveness", "lease") == "lease":
+                self._leased.add(result["id"])
+            else:
+                self._leased.discard(result["id"])
         return result
 
     def unregister(self, id: str) -> None:
         """Remove entry ``id`` (any liveness). :class:`NotFoundError` when there is none."""
-        self._call(self.lib.peerreg_unregister, _text(id, "id"))
+        try:
+            self._call(self.lib.peerreg_unregister, _text(id, "id"))
+        except NotFoundError:
+            with self._lock:
+                self._leased.discard(id)
+            raise
+        with self._lock:
+            self._leased.discard(id)
 
     def set_health(self, id: str, status: HealthLike, message: Optional[str] = None) -> None:
         """Record the health of ``id``: a :class:`Health`, its value, or its name (``"DOWN"``)."""
@@ -203,8 +235,10 @@ class Registry:
     def probe(self, id: str, timeout: float = 2.0) -> ServerEntry:
         """Check ``id`` now by its transport and record the outcome; return the entry as stored.
 
-        An MCP ``ping`` JSON-RPC over HTTP for ``http``/``sse``, a TCP connect for ``ws``.
-        Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
+        The MCP handshake for ``http`` (``initialize``, ``notifications/initialized`` and
+        ``ping`` in one ``Mcp-Session-Id`` session, deleted after) and for ``sse`` (the legacy
+        flow), a TCP connect for ``ws``; only correct JSON-RPC results count, so an HTTP 400 or
+        500, garbage or silence never makes a server HEALTHY. Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
         and make it DEGRADED after 1, DOWN after 3 (DOWN servers no longer resolve);
         ``health.message`` says what was seen. A failed probe is recorded, not raised.
         Blocks up to ``timeout`` seconds (0 or less: the library's default, 2 s) plus one
@@ -308,6 +342,25 @@ class Registry:
         return Watch(self.lib, out.value)
 
 
+def _entry_from(
+    entry: Optional[Mapping[str, Any]],
+    fields: Mapping[str, Any],
+    tools: Optional[Sequence[str]],
+    resources: Optional[Sequence[str]],
+    prompts: Optional[Sequence[str]],
+) -> Dict[str, Any]:
+    """``entry`` updated with ``fields``, with ``tools``/``resources``/``prompts`` in capabilities."""
+    data: Dict[str, Any] = dict(entry or {})
+    data.update(fields)
+    if tools is not None or resources is not None or prompts is not None:
+        capabilities = dict(data.get("capabilities") or {})
+        for key, values in (("tools", tools), ("resources", resources), ("prompts", prompts)):
+            if values is not None:
+                capabilities[key] = builtins.list(values)
+        data["capabilities"] = capabilities
+    return data
+
+
 @contextmanager
 def registered(
     entry: Optional[Mapping[str, Any]] = None,
@@ -328,15 +381,7 @@ def registered(
     ``prompts`` fill ``capabilities``. Uses ``registry`` if given, else opens one on ``path``
     (closed at the end). The entry is unregistered when the block ends, also on an exception.
     """
-    data: Dict[str, Any] = dict(entry or {})
-    data.update(fields)
-    if tools is not None or resources is not None or prompts is not None:
-        capabilities = dict(data.get("capabilities") or {})
-        for key, values in (("tools", tools), ("resources", resources), ("prompts", prompts)):
-            if values is not None:
-                capabilities[key] = builtins.list(values)
-        data["capabilities"] = capabilities
-
+    data = _entry_from(entry, fields, tools, resources, prompts)
     owned = registry is None
     reg = Registry(path, lib=lib) if registry is None else registry
     try:

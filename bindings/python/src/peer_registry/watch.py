@@ -41,6 +41,9 @@ class Watch:
         async for event in reg.watch():   # the fd is polled by the running asyncio loop
             ...
 
+        async with await async_reg.watch() as w:   # peer_registry.aio.AsyncRegistry
+            event = await asyncio.wait_for(w.__anext__(), 1.0)
+
     Iteration ends when the watch is closed. The watch keeps working after its registry
     handle is closed.
     """
@@ -71,6 +74,12 @@ class Watch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Watch":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
