@@ -207,3 +207,20 @@ def test_one_library_per_process(lib_link: Path, tmp_path: Path, lib: peer_regis
     with pytest.raises(peer_registry.LibraryNotFoundError) as excinfo:
         peer_registry.Registry(tmp_path / "servers.json", lib=copy)
     assert str(copy) in str(excinfo.value) and lib.path in str(excinfo.value)
+
+
+def test_importing_stays_light(tmp_path: Path) -> None:
+    # What `import peer_registry` adds to a bare interpreter: no typing, enum, json (which
+    # imports re), threading, contextlib or asyncio — the costs bench_import.py found dominant.
+    code = ("import sys; before = set(sys.modules); import peer_registry; "
+            "r = peer_registry.Registry(sys.argv[1]); r.list(); r.close(); "
+            "print(*sorted(set(sys.modules) - before))")
+    result = run_python(code, str(tmp_path / "servers.json"))
+    assert result.returncode == 0, result.stderr
+    added = set(result.stdout.split())
+    heavy = {"typing", "enum", "json", "re", "threading", "contextlib", "asyncio", "collections", "functools"}
+    assert not added & heavy, sorted(added & heavy)
+    assert "peer_registry.types" not in added  # loaded on first use of a typing aid only
+    # ...and the typing aids still work when asked for.
+    result = run_python("import peer_registry; print(peer_registry.Health.DOWN.name, peer_registry.Listing(1, []).generation)")
+    assert result.stdout.split() == ["DOWN", "1"], result.stderr

@@ -20,15 +20,18 @@ wins), as in the other bindings.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import os
-import threading
 from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, string_at
-from typing import Any, List, Optional, Tuple, Union
 
 from .errors import LibraryNotFoundError, RegistryError, error_for_code
 
-__all__ = ["Library", "load_library", "resolve_library", "LIB_ENV", "SYSTEM_NAME"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple, Union
+
+    __all__ = ["Library", "load_library", "resolve_library", "LIB_ENV", "SYSTEM_NAME"]
 
 LIB_ENV = "PEER_REGISTRY_LIB"
 SYSTEM_NAME = "libpeerregistry.so.0"
@@ -39,8 +42,6 @@ SHIPPED_NAME = "libpeerregistry.so.0"
 HEADER_VERSION_NUMBER = 1000
 
 PEERREG_ETIMEOUT = -7
-
-StrPath = Union[str, "os.PathLike[str]"]
 
 _VP = c_void_p
 _VPP = POINTER(c_void_p)
@@ -221,7 +222,7 @@ def _locate(explicit: Optional[StrPath]) -> Library:
     return load(SYSTEM_NAME, "system", f"the system's {SYSTEM_NAME}")
 
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _loaded: Optional[Library] = None
 
 

@@ -24,13 +24,17 @@ import asyncio
 import builtins
 import threading
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Dict, Mapping, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Mapping, Optional, Sequence, TypeVar, Union
 
-from ._lib import Library, StrPath
+from ._lib import Library
+from ._listing import Listing
 from .errors import ClosedError, NotFoundError
-from .registry import HealthLike, Registry, _entry_from
-from .types import Listing, ServerEntry
+from .registry import Registry, _entry_from
+from .types import HealthLike, ServerEntry
 from .watch import Watch
+
+if TYPE_CHECKING:
+    from ._lib import StrPath
 
 __all__ = ["AsyncRegistry", "registered"]
 

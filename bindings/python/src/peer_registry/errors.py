@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno as _errno
-from typing import Dict, Type
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Dict, Type
 
 __all__ = [
     "RegistryError",
@@ -145,7 +148,7 @@ class LibraryNotFoundError(RegistryError, OSError):
         return (type(self), (self.message,))
 
 
-_BY_CODE: Dict[int, Type[RegistryError]] = {
+_BY_CODE: "Dict[int, Type[RegistryError]]" = {
     cls.code: cls
     for cls in (
         InvalidArgumentError,

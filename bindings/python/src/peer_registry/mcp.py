@@ -36,13 +36,15 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Union
 
-from ._lib import Library, StrPath
+from ._lib import Library
 from .errors import NotFoundError
 from .registry import Registry
 from .types import Capabilities, ServerEntry
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from ._lib import StrPath
 
 __all__ = ["serve", "serve_async", "capabilities_of"]
 

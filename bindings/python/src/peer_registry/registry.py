@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import _thread
 import builtins
-import json
 import math
 import os
-import threading
-import warnings
-from contextlib import contextmanager
+import time
 from ctypes import byref, c_int, c_void_p
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
 
-from ._lib import Library, StrPath, resolve_library
+from . import _json as json
+from ._lib import Library, resolve_library
+from ._listing import Listing
 from .errors import ClosedError, InvalidArgumentError, NotFoundError, RegistryError
-from .types import Health, Listing, ServerEntry
 from .watch import Watch
 
-__all__ = ["Registry", "registered", "HealthLike"]
+# What is imported here is what `import peer_registry` costs: no typing, enum, json, re,
+# threading or contextlib at run time (bindings/python/bench_import.py measures it).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-HealthLike = Union[Health, int, str]
+    from ._lib import StrPath
+    from .types import HealthLike, ServerEntry
+
+__all__ = ["Registry", "registered"]
+
+# Health names by value, as in include/peer_registry.h (peer_registry.Health mirrors them).
+_HEALTH_NAMES = ("UNKNOWN", "HEALTHY", "DEGRADED", "DOWN")
 
 _TOOL, _RESOURCE, _PROMPT = 1, 2, 3
 _INT32_MAX = 2**31 - 1
@@ -39,15 +47,15 @@ def _text(value: str, what: str) -> bytes:
 
 
 def _json(value: Any, what: str) -> bytes:
-    return _text(json.dumps(value, ensure_ascii=False, allow_nan=False), what)
+    return _text(json.dumps(value), what)
 
 
 def _health_code(status: HealthLike) -> int:
     if isinstance(status, str):
         try:
-            return Health[status.upper()]
-        except KeyError:
-            names = ", ".join(h.name for h in Health)
+            return _HEALTH_NAMES.index(status.upper())
+        except ValueError:
+            names = ", ".join(_HEALTH_NAMES)
             raise InvalidArgumentError(
                 -1, f"unknown health status {status!r}; expected one of {names}"
             ) from None
@@ -74,11 +82,10 @@ def _health_name(status: HealthLike) -> str:
         return status.upper()  # an unknown name is rejected by the library (PEERREG_EINVAL)
     if isinstance(status, bool) or not isinstance(status, int):
         raise TypeError(f"status must be a Health, its int value or its name, not {type(status).__name__}")
-    try:
-        return Health(status).name
-    except ValueError:
-        values = ", ".join(f"{h.value} ({h.name})" for h in Health)
-        raise InvalidArgumentError(-1, f"unknown health status {status!r}; expected one of {values}") from None
+    if 0 <= status < len(_HEALTH_NAMES):
+        return _HEALTH_NAMES[status]
+    values = ", ".join(f"{value} ({name})" for value, name in enumerate(_HEALTH_NAMES))
+    raise InvalidArgumentError(-1, f"unknown health status {status!r}; expected one of {values}")
 
 
 class Registry:
@@ -100,8 +107,7 @@ class Registry:
         self.path: Optional[str] = None if path is None else os.fspath(path)
         # Calls in flight, so that close() never frees a handle another thread is passing to
         # the library (its address could be reused by a new handle).
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._lock = _thread.allocate_lock()
         self._busy = 0
         # Ids this handle registered with a lease: closing the handle unregisters them, so a
         # Registry garbage-collected while they are listed is a bug worth a ResourceWarning.
@@ -128,8 +134,13 @@ class Registry:
                 return
             self._handle = None
             self._leased.clear()
-            while self._busy:
-                self._idle.wait()
+        # Calls in flight are rare at close and short (a write waits at most the lock
+        # timeout): poll rather than keep a threading.Condition on every handle.
+        while True:
+            with self._lock:
+                if not self._busy:
+                    break
+            time.sleep(0.001)
         self.lib.peerreg_close(handle)
 
     @property
@@ -147,6 +158,8 @@ class Registry:
         if handle is not None:
             leased = getattr(self, "_leased", None)
             if leased:
+                import warnings
+
                 warnings.warn(
                     f"unclosed {self!r} with live registrations {sorted(leased)}: garbage "
                     "collection unregisters them now; close() it (or use `with`) where they "
@@ -176,8 +189,6 @@ class Registry:
     def _release(self) -> None:
         with self._lock:
             self._busy -= 1
-            if not self._busy and self._handle is None:
-                self._idle.notify_all()
 
     def _string_call(self, fn: Any, *args: object) -> str:
         handle = self._acquire()
@@ -361,38 +372,60 @@ def _entry_from(
     return data
 
 
-@contextmanager
-def registered(
-    entry: Optional[Mapping[str, Any]] = None,
-    /,
-    *,
-    registry: Optional[Registry] = None,
-    path: Optional[StrPath] = None,
-    lib: Union[Library, StrPath, None] = None,
-    tools: Optional[Sequence[str]] = None,
-    resources: Optional[Sequence[str]] = None,
-    prompts: Optional[Sequence[str]] = None,
-    **fields: Any,
-) -> Iterator[ServerEntry]:
-    """Register a server for the duration of a ``with`` block; yield the stored entry.
+class registered:
+    """Register a server for the duration of a ``with`` block; ``as`` gives the stored entry.
 
     The entry is ``entry`` updated with ``fields`` (JSON names: ``id``, ``url``, ``name``,
     ``transport``, ``liveness``, ``ttlSeconds``, ``metadata``...); ``tools``, ``resources`` and
     ``prompts`` fill ``capabilities``. Uses ``registry`` if given, else opens one on ``path``
-    (closed at the end). The entry is unregistered when the block ends, also on an exception.
+    (closed at the end). Registers when the block starts; the entry is unregistered when the
+    block ends, also on an exception. (A class rather than ``@contextmanager``, so that
+    importing peer_registry does not import contextlib.)
     """
-    data = _entry_from(entry, fields, tools, resources, prompts)
-    owned = registry is None
-    reg = Registry(path, lib=lib) if registry is None else registry
-    try:
-        stored = reg.register(data)
+
+    def __init__(
+        self,
+        entry: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        registry: Optional[Registry] = None,
+        path: Optional[StrPath] = None,
+        lib: Union[Library, StrPath, None] = None,
+        tools: Optional[Sequence[str]] = None,
+        resources: Optional[Sequence[str]] = None,
+        prompts: Optional[Sequence[str]] = None,
+        **fields: Any,
+    ) -> None:
+        self._data = _entry_from(entry, fields, tools, resources, prompts)
+        self._registry = registry
+        self._path = path
+        self._lib = lib
+        self._owned: Optional[Registry] = None
+        self._stored: Optional[ServerEntry] = None
+
+    def __enter__(self) -> ServerEntry:
+        reg = self._registry
+        if reg is None:
+            reg = self._owned = Registry(self._path, lib=self._lib)
         try:
-            yield stored
+            self._stored = reg.register(self._data)
+        except BaseException:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
+            raise
+        return self._stored
+
+    def __exit__(self, *exc_info: object) -> None:
+        reg = self._registry if self._registry is not None else self._owned
+        stored, self._stored = self._stored, None
+        try:
+            if reg is not None and stored is not None:
+                try:
+                    reg.unregister(stored["id"])
+                except NotFoundError:
+                    pass  # already unregistered inside the block
         finally:
-            try:
-                reg.unregister(stored["id"])
-            except NotFoundError:
-                pass  # already unregistered inside the block
-    finally:
-        if owned:
-            reg.close()
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None

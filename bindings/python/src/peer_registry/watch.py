@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from ctypes import byref, c_void_p
-from typing import TYPE_CHECKING, Optional
 
+from . import _json as json
 from ._lib import PEERREG_ETIMEOUT
 from .errors import ClosedError
-from .types import WatchEvent
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
 if TYPE_CHECKING:
     import asyncio
+    from typing import Optional
 
     from ._lib import Library
+    from .types import WatchEvent
 
 __all__ = ["Watch"]
 
