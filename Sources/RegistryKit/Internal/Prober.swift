@@ -166,8 +166,8 @@ enum Prober {
                 return .failure(why)
             }
         }
-        let session = initialized.session == nil ? "stateless" : "session closed after"
-        return .success("MCP initialize + ping ok (protocol \(initialized.version), \(session))")
+        let session = initialized.session == nil ? "stateless" : "session deleted after"
+        return .success("MCP ping ok after initialize (protocol \(initialized.version), \(session))")
     }
 
     /// Ends the session the probe opened (best effort, within what is left of the deadline).
@@ -243,7 +243,7 @@ enum Prober {
                 break
             }
         }
-        return .success("MCP initialize + ping ok over SSE (protocol \(version))")
+        return .success("MCP ping ok over SSE after initialize (protocol \(version))")
     }
 
     /// Where the legacy endpoint event points: an absolute http URL, an absolute path, or a path

@@ -92,7 +92,7 @@ def test_a_real_mcp_server_over_streamable_http_becomes_healthy(
     probed = reg.probe("sdk", timeout=5.0)
 
     assert probed["health"]["status"] == "HEALTHY", probed["health"]
-    assert "MCP initialize + ping ok" in probed["health"]["message"]
+    assert "MCP ping ok after initialize" in probed["health"]["message"]
     assert "consecutiveFailures" not in probed["health"]
     assert probed["health"]["lastCheck"].endswith("Z")
     # Recorded in the file, not just returned: another handle sees it.
