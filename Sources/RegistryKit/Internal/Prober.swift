@@ -59,7 +59,9 @@ enum Prober {
             }
             return ProbeOutcome(reachable: false, message: "no probe-able URL")
         }
-        return probe(url: url, transport: transport, headers: [], timeoutMillis: timeoutMillis)
+        // The entry's own headers (e.g. Authorization) go with every request, in a stable order.
+        let headers = (entry.headers ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return probe(url: url, transport: transport, headers: headers, timeoutMillis: timeoutMillis)
     }
 
     /// The check for `url` by `transport`, sending `headers` (e.g. `Authorization`) with every

@@ -6,11 +6,13 @@ Binds 127.0.0.1 on a free port, prints the port, then serves the SDK's streamabl
 (``/mcp``) or legacy SSE app (``/sse`` + ``/messages/``) through uvicorn. Each request is
 appended to LOG_FILE as a JSON line once its response starts: method, path, the JSON-RPC
 method of a POST body, the Mcp-Session-Id and Authorization headers, the response status.
+With $FIXTURE_BEARER set, a request without ``Authorization: Bearer $FIXTURE_BEARER`` gets 401.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from typing import Any, Dict
@@ -37,6 +39,13 @@ def main() -> None:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         body = bytearray()
+        bearer = os.environ.get("FIXTURE_BEARER")
+        if bearer and headers.get("authorization") != f"Bearer {bearer}":
+            log.write(json.dumps({"method": scope["method"], "path": scope["path"], "rpc": None, "session": None,
+                                  "authorization": headers.get("authorization"), "status": 401}) + "\n")
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
 
         async def receive_recorded() -> Any:
             message = await receive()

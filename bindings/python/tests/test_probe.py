@@ -30,9 +30,10 @@ FIXTURE = TESTS / "mcp_fixture_server.py"
 # ---- a real MCPServer in its own process ---------------------------------------------------
 
 class RecordingServer:
-    def __init__(self, transport: str, log: Path) -> None:
+    def __init__(self, transport: str, log: Path, bearer: Optional[str] = None) -> None:
         self.log = log
-        self.process = subprocess.Popen([sys.executable, str(FIXTURE), transport, str(log)],
+        env = dict(os.environ, **({"FIXTURE_BEARER": bearer} if bearer else {}))
+        self.process = subprocess.Popen([sys.executable, str(FIXTURE), transport, str(log)], env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
@@ -259,6 +260,29 @@ def test_a_server_that_does_not_complete_the_handshake_is_never_healthy(reg: Reg
             assert wait_until(lambda: ("DELETE", None) in server.requests, timeout=3), server.requests
     finally:
         server.close()
+
+
+def test_the_entrys_headers_are_sent_with_every_request(reg: Registry, tmp_path: Path) -> None:
+    # A real MCPServer behind a bearer-token check: HEALTHY only with the entry's Authorization.
+    server = RecordingServer("http", tmp_path / "authed.log", bearer="s3cret")
+    try:
+        url = f"http://127.0.0.1:{server.port}/mcp"
+        reg.register({"id": "anonymous", "url": url, "liveness": "none"})
+        refused = reg.probe("anonymous", timeout=3.0)
+        assert refused["health"]["status"] == "DEGRADED"
+        assert "HTTP 401 to initialize" in refused["health"]["message"]
+
+        reg.register({"id": "authed", "url": url, "headers": {"Authorization": "Bearer s3cret"}})
+        probed = reg.probe("authed", timeout=5.0)
+        assert probed["health"]["status"] == "HEALTHY", probed["health"]
+        assert "s3cret" not in probed["health"]["message"]
+        assert wait_until(lambda: len(server.requests()) >= 5)
+        authed = server.requests()[1:]
+        assert [r["rpc"] for r in authed] == ["initialize", "notifications/initialized", "ping", None]
+        assert {r["authorization"] for r in authed} == {"Bearer s3cret"}
+        assert all(r["status"] != 401 for r in authed)
+    finally:
+        server.stop()
 
 
 # ---- refused and silent ports, timeouts -----------------------------------------------------
