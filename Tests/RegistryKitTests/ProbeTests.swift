@@ -51,6 +51,11 @@ import Testing
             return http("500 Internal Server Error", "")
         }, "HTTP 500 to ping"),
         ("hangs", { _ in nil }, "no HTTP answer within 600 ms"),
+        // A priming event with empty data (as Swift's MCP SDK sends) is skipped, not judged;
+        // the answer after it is the verdict.
+        ("priming, then error", { _ in
+            http("200 OK", "id: p_1\ndata: \n\nid: p_2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"peer-registry-probe-init\",\"error\":{\"code\":-32000,\"message\":\"no\"}}\n\n", type: "text/event-stream")
+        }, "initialize answered JSON-RPC error -32000"),
     ]
 
     @Test(arguments: 0..<misbehaving.count)

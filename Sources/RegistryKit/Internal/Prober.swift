@@ -645,8 +645,11 @@ enum Prober {
                         }
                         if field == "event" { type = String(value) } else if field == "data" { data.append(value) }
                     }
-                    if data.isEmpty { continue }  // comments, retry:, id: only
-                    return .success(Event(type: type, data: data.joined(separator: "\n")))
+                    // As the event-stream spec says, an event with empty data is not dispatched
+                    // (comments, retry:, a resumability priming event "id: x / data:").
+                    let joined = data.joined(separator: "\n")
+                    if joined.isEmpty { continue }
+                    return .success(Event(type: type, data: joined))
                 }
                 guard read <= Prober.maxBody else { return .failure(ProbeFailure("more than 1 MiB of events without the answer")) }
                 switch body.next(deadline: deadline) {
