@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
+.PHONY: bench all run lib install uninstall dist dist-python test-install test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
 
 all: lib
 
@@ -32,9 +32,50 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 	ln -sf libpeerregistry.so.$(VERSION) $(LIBDIR)/libpeerregistry.so.0
 	ln -sf libpeerregistry.so.0 $(LIBDIR)/libpeerregistry.so
 	cp include/peer_registry.h $(BUILD)/include/
-	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
+	scripts/make-pc.sh $(CURDIR)/$(BUILD) $(CURDIR)/$(LIBDIR) $(CURDIR)/$(BUILD)/include $(VERSION) > $(LIBDIR)/pkgconfig/peerregistry.pc
 
-test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
+## make install [PREFIX=/usr/local] [DESTDIR=stage]: the library with its SONAME links, the
+## header, a pkg-config file for PREFIX and the peer-registry CLI (a release build, unless
+## PEER_REGISTRY_CLI names an already built binary, as test-install does with test-cli's build).
+PREFIX ?= /usr/local
+DESTDIR ?=
+bindir ?= $(PREFIX)/bin
+libdir ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+PEER_REGISTRY_CLI ?=
+
+install: lib
+	@case "$(PREFIX)" in /*) ;; *) echo "make install: PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 2;; esac
+	@cli="$(PEER_REGISTRY_CLI)"; \
+	if [ -z "$$cli" ]; then \
+		$(SWIFT) build -c release --product peer-registry && \
+		cli="$$($(SWIFT) build -c release --show-bin-path)/peer-registry" || exit 1; \
+	fi; \
+	[ -x "$$cli" ] || { echo "make install: $$cli is not an executable peer-registry" >&2; exit 2; }; \
+	set -e -x; \
+	install -d -m 0755 "$(DESTDIR)$(libdir)/pkgconfig" "$(DESTDIR)$(includedir)" "$(DESTDIR)$(bindir)"; \
+	install -m 0755 $(LIBFILE) "$(DESTDIR)$(libdir)/libpeerregistry.so.$(VERSION)"; \
+	ln -sfn libpeerregistry.so.$(VERSION) "$(DESTDIR)$(libdir)/libpeerregistry.so.0"; \
+	ln -sfn libpeerregistry.so.0 "$(DESTDIR)$(libdir)/libpeerregistry.so"; \
+	install -m 0644 include/peer_registry.h "$(DESTDIR)$(includedir)/peer_registry.h"; \
+	scripts/make-pc.sh "$(PREFIX)" "$(libdir)" "$(includedir)" $(VERSION) > "$(DESTDIR)$(libdir)/pkgconfig/peerregistry.pc"; \
+	chmod 0644 "$(DESTDIR)$(libdir)/pkgconfig/peerregistry.pc"; \
+	install -m 0755 "$$cli" "$(DESTDIR)$(bindir)/peer-registry"
+	@# A system prefix: refresh the loader cache so libpeerregistry.so.0 is found at once.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && { [ "$(libdir)" = /usr/local/lib ] || [ "$(libdir)" = /usr/lib ]; }; then ldconfig; fi
+
+uninstall:
+	rm -f "$(DESTDIR)$(libdir)/libpeerregistry.so.$(VERSION)" "$(DESTDIR)$(libdir)/libpeerregistry.so.0" \
+		"$(DESTDIR)$(libdir)/libpeerregistry.so" "$(DESTDIR)$(libdir)/pkgconfig/peerregistry.pc" \
+		"$(DESTDIR)$(includedir)/peer_registry.h" "$(DESTDIR)$(bindir)/peer-registry"
+
+## make dist: the packages into build/dist/ (the Python wheel with the library inside).
+dist: dist-python
+
+dist-python: lib
+	python3 bindings/python/build_wheel.py $(LIBFILE) $(BUILD)/dist
+
+test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-install test-torture test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -72,6 +113,13 @@ test-cli:
 test-browser:
 	$(SWIFT) build --product peer-registry
 	python3 tests/browser/test_browser.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+
+## Installed outside the repository, as a user would (tests/install/run.sh): make install into a
+## temp prefix + a C program built with pkg-config + the installed CLI; the wheel in a fresh venv.
+## Reuses test-cli's debug build of the CLI instead of a release build of all its dependencies.
+test-install: lib dist
+	$(SWIFT) build --product peer-registry
+	PEER_REGISTRY_CLI="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/install/run.sh
 
 ## Benchmarks, each side by side with its floor or alternative: write latency (also under 4 and 16
 ## writers), reads after a foreign write, hand-written alternatives and their lost registrations,

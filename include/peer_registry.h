@@ -133,8 +133,10 @@ PEERREG_API int peerreg_heartbeat(peerreg_registry *reg, const char *id, peerreg
  * the number of entries removed. Writers prune anyway; this is for tools and tests. */
 PEERREG_API int peerreg_prune(peerreg_registry *reg, int *out_removed, peerreg_error **err);
 
-/* Actively probes the live entry `id` by its transport — TCP connect for "ws", an HTTP request
- * carrying an MCP "ping" JSON-RPC for "http" and "sse" — and records what it found: a success
+/* Actively probes the live entry `id` by its transport — for "http" the MCP handshake
+ * (initialize, notifications/initialized, ping in one Mcp-Session-Id session, then DELETE of it),
+ * for "sse" the same over the legacy SSE transport, a TCP connect for "ws", "https" and "wss";
+ * only correct JSON-RPC results count (docs/FORMAT.md, "Health") — and records what it found: a success
  * makes the entry HEALTHY; consecutive failures (health.consecutiveFailures) make it DEGRADED
  * after 1 and DOWN after 3. health.message and health.lastCheck say what was seen. Blocks up to
  * timeout_ms (<= 0: 2000) plus one write. If out_entry_json is not NULL it receives the entry as

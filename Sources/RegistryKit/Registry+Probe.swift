@@ -25,8 +25,10 @@ public struct ProbePolicy: Sendable, Hashable {
 }
 
 extension Registry {
-    /// Probes the live entry `id` by its transport — TCP connect for `ws`, an HTTP request with an
-    /// MCP `ping` JSON-RPC for `http`/`sse` — and records the result: a success makes it HEALTHY
+    /// Probes the live entry `id` by its transport — the MCP handshake for `http` (`initialize`,
+    /// `notifications/initialized`, `ping` in one `Mcp-Session-Id` session, then DELETE of it) and
+    /// for `sse` (the legacy flow: the endpoint event, answers read from the stream), a TCP connect
+    /// for `ws`/`https`/`wss`; only correct JSON-RPC results count — and records the result: a success makes it HEALTHY
     /// (failures reset); failures count up in `health.consecutiveFailures`, DEGRADED from
     /// `policy.degradedAfter`, DOWN from `policy.downAfter`. `message` and `lastCheck` say what
     /// was seen. Blocks the calling thread up to `policy.timeout` plus one write.

@@ -651,18 +651,29 @@ static int port_of(int fd) {
     return ntohs(a.sin_port);
 }
 
-/* Answers every connection with an MCP ping result, like a real streamable-HTTP server. */
+/* Answers the probe's MCP handshake like a streamable-HTTP server (the real SDK server is
+ * tested in bindings/python/tests/test_probe.py): initialize (with a session), the initialized
+ * notification (202), ping, and the DELETE of the session. One request per connection. */
 static void *mcp_responder(void *arg) {
     int lfd = (int)(intptr_t)arg;
     for (;;) {
         int c = accept(lfd, NULL, NULL);
         if (c < 0) return NULL;
-        char buf[2048];
-        ssize_t n = read(c, buf, sizeof buf);
-        (void)n;
-        const char *body = "{\"jsonrpc\":\"2.0\",\"id\":\"peer-registry-probe\",\"result\":{}}";
-        char resp[512];
-        int len = snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+        char buf[4096];
+        ssize_t n = read(c, buf, sizeof buf - 1);
+        buf[n > 0 ? n : 0] = 0;
+        const char *status = "200 OK", *extra = "", *body = "";
+        if (strstr(buf, "\"method\":\"initialize\"")) {
+            body = "{\"jsonrpc\":\"2.0\",\"id\":\"peer-registry-probe-init\",\"result\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{}}}";
+            extra = "Mcp-Session-Id: c-test\r\n";
+        } else if (strstr(buf, "notifications/initialized")) {
+            status = "202 Accepted";
+        } else if (strstr(buf, "\"method\":\"ping\"")) {
+            body = "{\"jsonrpc\":\"2.0\",\"id\":\"peer-registry-probe-ping\",\"result\":{}}";
+        }
+        char resp[768];
+        int len = snprintf(resp, sizeof resp, "HTTP/1.1 %s\r\nContent-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+                           status, extra, strlen(body), body);
         if (write(c, resp, (size_t)len) < 0) {}
         close(c);
     }

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import gc
 import json
 import os
+import pickle
 import select
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 import peer_registry
-from peer_registry import Registry
+from peer_registry import LibraryNotFoundError, Registry
+from peer_registry.errors import error_for_code
 
 from _support import reap, spawn_python
 
@@ -241,3 +246,82 @@ def test_every_error_is_a_registry_error(reg: Registry) -> None:
     for raiser in (lambda: reg.get("missing"), lambda: reg.register({"id": "bad/id", "url": URL})):
         with pytest.raises(peer_registry.RegistryError):
             raiser()
+
+
+# ---- errors where Python users look for them ------------------------------------------------
+
+def test_errors_are_also_the_builtin_exceptions_python_code_catches(reg: Registry, registry_path: Path) -> None:
+    assert issubclass(peer_registry.LockTimeoutError, TimeoutError)
+    assert issubclass(peer_registry.RegistryIOError, OSError)
+    assert issubclass(peer_registry.LibraryNotFoundError, peer_registry.RegistryError)
+    assert issubclass(peer_registry.LibraryNotFoundError, OSError)
+    assert error_for_code(-7, "held by pid 1").errno == errno.ETIMEDOUT
+    io = error_for_code(-5, "fsync failed")
+    assert isinstance(io, OSError) and io.errno == errno.EIO and str(io) == "fsync failed"
+    # A real lock timeout is caught by `except TimeoutError`.
+    holder = spawn_python(HOLD_LOCK, str(registry_path) + ".lock")
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        os.environ["PEER_REGISTRY_LOCK_TIMEOUT_MS"] = "200"
+        try:
+            with Registry(registry_path) as short:
+                with pytest.raises(TimeoutError):
+                    short.register({"id": "blocked", "url": URL})
+        finally:
+            del os.environ["PEER_REGISTRY_LOCK_TIMEOUT_MS"]
+    finally:
+        reap(holder)
+    # A library that cannot be found is caught by `except RegistryError`.
+    missing = LibraryNotFoundError("could not load libpeerregistry")
+    assert isinstance(missing, peer_registry.RegistryError) and missing.code == 0
+    assert missing.errno == errno.ENOENT and str(missing) == "could not load libpeerregistry"
+    assert pickle.loads(pickle.dumps(missing)).message == missing.message
+
+
+@pytest.mark.parametrize("status", [7, -1, 4])
+def test_an_unknown_status_number_is_an_invalid_argument(reg: Registry, status: int) -> None:
+    with pytest.raises(peer_registry.InvalidArgumentError) as excinfo:
+        reg.list(status=status)
+    assert str(status) in str(excinfo.value) and "HEALTHY" in str(excinfo.value)
+    with pytest.raises(peer_registry.InvalidArgumentError):
+        reg.list_with_generation(status=status)
+
+
+def test_an_unknown_status_name_is_an_invalid_argument(reg: Registry) -> None:
+    with pytest.raises(peer_registry.InvalidArgumentError):
+        reg.list(status="SUPERB")
+    with pytest.raises(TypeError):
+        reg.list(status=1.5)  # type: ignore[arg-type]
+
+
+def test_a_registry_collected_with_live_registrations_warns(registry_path: Path) -> None:
+    forgotten = Registry(registry_path)
+    forgotten.register({"id": "forgotten", "url": URL})
+    with pytest.warns(ResourceWarning, match=r"live registrations \['forgotten'\]"):
+        del forgotten
+        gc.collect()
+    with Registry(registry_path) as reg:
+        assert reg.list() == []  # collecting it unregistered the lease entry
+
+
+def test_no_warning_without_live_registrations(registry_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        reader = Registry(registry_path)
+        reader.list()
+        del reader
+        gc.collect()
+        done = Registry(registry_path)
+        done.register({"id": "done", "url": URL})
+        done.unregister("done")
+        del done
+        gc.collect()
+        static = Registry(registry_path)
+        static.register({"id": "static", "url": URL, "liveness": "none"})  # outlives the handle by design
+        del static
+        gc.collect()
+        closed = Registry(registry_path)
+        closed.register({"id": "closed", "url": URL})
+        closed.close()
+        del closed
+        gc.collect()

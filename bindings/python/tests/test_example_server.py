@@ -1,16 +1,18 @@
-"""examples/python/server.py: registers its real port once listening, leaves on SIGTERM."""
+"""examples/python/server.py, an official-SDK MCPServer served by peer_registry.mcp.serve:
+found through the registry, used by the official MCP client, gone after SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 import peer_registry
 from peer_registry import Registry
@@ -20,42 +22,51 @@ from _support import REPO, child_env, wait_for
 SERVER = REPO / "examples" / "python" / "server.py"
 
 
-def rpc(url: str, payload: object) -> object:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
+async def use_with_the_official_client(url: str) -> None:
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write, read_timeout_seconds=30) as session:
+            init = await session.initialize()
+            assert init.server_info.name == "python-example"
+            assert sorted(t.name for t in (await session.list_tools()).tools) == ["add", "echo"]
+            result = await session.call_tool("add", {"a": 2, "b": 40})
+            assert not result.is_error, result
+            assert result.content[0].text == "42"  # type: ignore[union-attr]
+            clock = await session.read_resource("resource://python-example/clock")
+            assert float(clock.contents[0].text) > 0  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_example_server_registers_answers_and_unregisters(reg: Registry, registry_path: Path,
-                                                          stop_signal: signal.Signals) -> None:
+def test_example_mcp_server_is_found_used_and_leaves_the_registry_clean(
+    reg: Registry, registry_path: Path, stop_signal: signal.Signals
+) -> None:
     env = child_env({"PEER_REGISTRY_PATH": str(registry_path)})
-    env.pop("PYTHONPATH")  # the example must find the binding from a checkout by itself
     server = subprocess.Popen([sys.executable, str(SERVER), "example-under-test"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert server.stdout is not None
-        announced = server.stdout.readline()
-        assert "example-under-test listening on http://127.0.0.1:" in announced, server.stderr
-        entry = wait_for(lambda: _get(reg, "example-under-test"), what="the example's entry")
+        # Found through the registry, not through what the process printed.
+        entry = wait_for(lambda: _get(reg, "example-under-test") or server.poll() is not None,
+                         timeout=30, what="the example's entry")
+        assert entry is not True, server.communicate()[1]
         assert entry["pid"] == server.pid
         assert entry["transport"] == "http"
-        assert entry["capabilities"]["tools"] == ["echo", "time"]
+        assert entry["name"] == "python-example"
+        # The capabilities come from the MCPServer itself.
+        assert sorted(entry["capabilities"]["tools"]) == ["add", "echo"]
+        assert entry["capabilities"]["resources"] == ["resource://python-example/clock"]
+        assert entry["capabilities"]["prompts"] == ["greet"]
         port = urllib.parse.urlsplit(entry["url"]).port
         assert port and entry["url"] == f"http://127.0.0.1:{port}/mcp"
-        assert entry.get("port", port) == port
-        assert announced.strip().endswith(entry["url"])
+        assert reg.resolve_tool("add")["url"] == entry["url"]
 
-        # The registered port is the one really listening.
-        assert rpc(entry["url"], {"jsonrpc": "2.0", "id": 7, "method": "ping"}) == {"jsonrpc": "2.0", "id": 7, "result": {}}
-        reply = rpc(entry["url"], {"jsonrpc": "2.0", "id": 8, "method": "nope"})
-        assert reply["error"]["code"] == -32601  # type: ignore[index]
-        assert reg.resolve_tool("echo")["url"] == entry["url"]
+        # The registered port is the one really serving MCP.
+        anyio.run(use_with_the_official_client, entry["url"])
+        probed = reg.probe("example-under-test", timeout=5)
+        assert probed["health"]["status"] == "HEALTHY", probed["health"]
 
         server.send_signal(stop_signal)
-        _, err = server.communicate(timeout=15)
+        out, err = server.communicate(timeout=20)
         assert server.returncode == 0, err
+        assert "example-under-test listening on " + entry["url"] in out
     finally:
         if server.poll() is None:
             server.kill()

@@ -69,7 +69,8 @@ def test_importing_does_not_load_the_library() -> None:
     assert result.stdout.strip() == "False"
 
 
-# ---- lookup order: explicit path, $PEER_REGISTRY_LIB, repository build, system loader --------
+# ---- lookup rule: $PEER_REGISTRY_LIB, the copy shipped in the package, the system's .so.0 -----
+# (docs/ABI.md, "Finding the library"; an explicit path argument bypasses the rule)
 
 PROBE = """
 import json, sys, peer_registry
@@ -81,7 +82,7 @@ except peer_registry.LibraryNotFoundError as e:
 """
 
 
-def probe(*, src: Path = PACKAGE_SRC, lib_env: Optional[str] = None, ld_path: Optional[Path] = None,
+def probe(*, src: Path, lib_env: Optional[str] = None, ld_path: Optional[Path] = None,
           explicit: Optional[str] = None) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PEER_REGISTRY_LIB", "LD_LIBRARY_PATH", "PYTHONPATH")}
     env["PYTHONPATH"] = str(src)
@@ -105,66 +106,92 @@ def lib_link(tmp_path: Path, lib: peer_registry.Library) -> Path:
 
 
 @pytest.fixture
-def package_outside_repo(tmp_path: Path) -> Path:
-    """A copy of the package that no directory above contains include/peer_registry.h."""
-    src = tmp_path / "outside" / "src"
+def package_copy(tmp_path: Path) -> Path:
+    """A copy of the package without a shipped library (as from a source checkout)."""
+    src = tmp_path / "plain" / "src"
     shutil.copytree(PACKAGE_SRC / "peer_registry", src / "peer_registry",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so*"))
     return src
 
 
-def test_explicit_path_wins_over_the_environment(lib_link: Path, tmp_path: Path) -> None:
-    got = probe(lib_env=str(tmp_path / "missing.so"), explicit=str(lib_link))
+@pytest.fixture
+def package_with_library(tmp_path: Path, lib: peer_registry.Library) -> Path:
+    """A copy of the package carrying the library, laid out as the platform wheel installs it."""
+    src = tmp_path / "wheel" / "site-packages"
+    shutil.copytree(PACKAGE_SRC / "peer_registry", src / "peer_registry",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so*"))
+    shutil.copyfile(os.path.realpath(lib.path), src / "peer_registry" / "libpeerregistry.so.0")
+    return src
+
+
+def test_explicit_path_wins_over_the_environment(lib_link: Path, tmp_path: Path, package_copy: Path) -> None:
+    got = probe(src=package_copy, lib_env=str(tmp_path / "missing.so"), explicit=str(lib_link))
     assert got == {"source": "argument", "path": str(lib_link)}
 
 
-def test_environment_wins_over_the_repository_build(lib_link: Path, tmp_path: Path, lib: peer_registry.Library) -> None:
-    fake_repo = tmp_path / "repo"
-    src = fake_repo / "bindings" / "python" / "src"
-    shutil.copytree(PACKAGE_SRC / "peer_registry", src / "peer_registry", ignore=shutil.ignore_patterns("__pycache__"))
-    (fake_repo / "include").mkdir()
-    (fake_repo / "include" / "peer_registry.h").write_text(HEADER_TEXT)
-    (fake_repo / "build" / "lib").mkdir(parents=True)
-    repo_build = fake_repo / "build" / "lib" / "libpeerregistry.so"
-    repo_build.symlink_to(os.path.realpath(lib.path))
-
-    assert probe(src=src, lib_env=str(lib_link)) == {"source": "PEER_REGISTRY_LIB", "path": str(lib_link)}
-    # Without the variable, the build in the repository that holds the package is used.
-    assert probe(src=src) == {"source": "repository", "path": str(repo_build)}
+def test_environment_wins_over_the_shipped_copy(lib_link: Path, package_with_library: Path) -> None:
+    assert probe(src=package_with_library, lib_env=str(lib_link)) == {"source": "PEER_REGISTRY_LIB", "path": str(lib_link)}
+    # An empty variable counts as not set.
+    shipped = str(package_with_library / "peer_registry" / "libpeerregistry.so.0")
+    assert probe(src=package_with_library, lib_env="") == {"source": "package", "path": shipped}
 
 
-def test_system_loader_is_the_last_resort(package_outside_repo: Path, lib: peer_registry.Library, tmp_path: Path) -> None:
+def test_the_shipped_copy_wins_over_the_system(package_with_library: Path, lib: peer_registry.Library, tmp_path: Path) -> None:
     system_dir = tmp_path / "system"
     system_dir.mkdir()
     (system_dir / "libpeerregistry.so.0").symlink_to(os.path.realpath(lib.path))
-    got = probe(src=package_outside_repo, ld_path=system_dir)
+    shipped = str(package_with_library / "peer_registry" / "libpeerregistry.so.0")
+    assert probe(src=package_with_library, ld_path=system_dir) == {"source": "package", "path": shipped}
+
+
+def test_the_system_library_is_the_last_resort(package_copy: Path, lib: peer_registry.Library, tmp_path: Path) -> None:
+    system_dir = tmp_path / "system"
+    system_dir.mkdir()
+    (system_dir / "libpeerregistry.so.0").symlink_to(os.path.realpath(lib.path))
+    got = probe(src=package_copy, ld_path=system_dir)
     assert got == {"source": "system", "path": "libpeerregistry.so.0"}
 
 
-def test_not_found_names_every_place_tried(package_outside_repo: Path) -> None:
-    message = probe(src=package_outside_repo)["error"]
-    assert "PEER_REGISTRY_LIB: not set" in message
-    assert "repository build" in message and str(package_outside_repo / "peer_registry") in message
-    assert "system loader: libpeerregistry.so.0" in message
-    assert "explicit path argument: none given" in message
+def test_no_repository_path_is_guessed() -> None:
+    # This very checkout has build/lib/libpeerregistry.so; without $PEER_REGISTRY_LIB the package
+    # from its src/ must not pick it up (installed code never guesses repository paths).
+    message = probe(src=PACKAGE_SRC)["error"]
+    assert "build/lib" not in message
+    assert "libpeerregistry.so.0" in message
 
 
-def test_a_given_path_that_does_not_load_is_an_error_not_a_fallback(tmp_path: Path) -> None:
-    # The repository build exists (this checkout), yet a wrong $PEER_REGISTRY_LIB must not be
-    # silently replaced by it.
+def test_not_found_names_every_place_tried(package_copy: Path) -> None:
+    message = probe(src=package_copy)["error"]
+    assert "$PEER_REGISTRY_LIB: not set" in message
+    assert f"the copy shipped in the package: {package_copy / 'peer_registry' / 'libpeerregistry.so.0'} does not exist" in message
+    assert "the system's libpeerregistry.so.0: libpeerregistry.so.0" in message
+    assert message.index("PEER_REGISTRY_LIB") < message.index("shipped") < message.index("system's")
+
+
+def test_a_given_path_that_does_not_load_is_an_error_not_a_fallback(tmp_path: Path, package_with_library: Path) -> None:
+    # The shipped copy exists, yet a wrong $PEER_REGISTRY_LIB must not be silently replaced by it.
     missing = str(tmp_path / "nope" / "libpeerregistry.so")
-    message = probe(lib_env=missing)["error"]
+    message = probe(src=package_with_library, lib_env=missing)["error"]
     assert f"$PEER_REGISTRY_LIB: {missing}" in message
-    assert "repository build" not in message
+    assert "shipped" not in message
 
-    message = probe(explicit=missing)["error"]
+    message = probe(src=package_with_library, explicit=missing)["error"]
     assert f"explicit path argument: {missing}" in message
+
+
+def test_a_shipped_copy_that_does_not_load_is_an_error_not_a_fallback(package_copy: Path, lib: peer_registry.Library, tmp_path: Path) -> None:
+    (package_copy / "peer_registry" / "libpeerregistry.so.0").write_text("not an ELF file")
+    system_dir = tmp_path / "system"
+    system_dir.mkdir()
+    (system_dir / "libpeerregistry.so.0").symlink_to(os.path.realpath(lib.path))
+    message = probe(src=package_copy, ld_path=system_dir)["error"]
+    assert "the copy shipped in the package" in message and "system's" not in message
 
 
 def test_a_file_that_is_not_the_library_is_refused(tmp_path: Path) -> None:
     not_a_library = tmp_path / "libpeerregistry.so"
     not_a_library.write_text("not an ELF file")
-    message = probe(explicit=str(not_a_library))["error"]
+    message = probe(src=PACKAGE_SRC, explicit=str(not_a_library))["error"]
     assert str(not_a_library) in message
 
 
@@ -180,3 +207,20 @@ def test_one_library_per_process(lib_link: Path, tmp_path: Path, lib: peer_regis
     with pytest.raises(peer_registry.LibraryNotFoundError) as excinfo:
         peer_registry.Registry(tmp_path / "servers.json", lib=copy)
     assert str(copy) in str(excinfo.value) and lib.path in str(excinfo.value)
+
+
+def test_importing_stays_light(tmp_path: Path) -> None:
+    # What `import peer_registry` adds to a bare interpreter: no typing, enum, json (which
+    # imports re), threading, contextlib or asyncio — the costs bench_import.py found dominant.
+    code = ("import sys; before = set(sys.modules); import peer_registry; "
+            "r = peer_registry.Registry(sys.argv[1]); r.list(); r.close(); "
+            "print(*sorted(set(sys.modules) - before))")
+    result = run_python(code, str(tmp_path / "servers.json"))
+    assert result.returncode == 0, result.stderr
+    added = set(result.stdout.split())
+    heavy = {"typing", "enum", "json", "re", "threading", "contextlib", "asyncio", "collections", "functools"}
+    assert not added & heavy, sorted(added & heavy)
+    assert "peer_registry.types" not in added  # loaded on first use of a typing aid only
+    # ...and the typing aids still work when asked for.
+    result = run_python("import peer_registry; print(peer_registry.Health.DOWN.name, peer_registry.Listing(1, []).generation)")
+    assert result.stdout.split() == ["DOWN", "1"], result.stderr

@@ -17,6 +17,7 @@ validation all live in the library. The library is found as described in
 """
 
 from ._lib import Library, load_library
+from ._listing import Listing
 from .errors import (
     AlreadyExistsError,
     AmbiguousError,
@@ -31,11 +32,25 @@ from .errors import (
     RegistryError,
     RegistryIOError,
 )
-from .registry import HealthLike, Registry, registered
-from .types import Capabilities, Health, HealthInfo, Listing, ServerEntry, WatchEvent
+from .registry import Registry, registered
 from .watch import Watch
 
 __version__ = "0.1.0"
+
+# The typing aids (and the Health enum) live in .types, which imports typing and enum: loaded
+# when first asked for (PEP 562), so that `import peer_registry` stays cheap.
+_FROM_TYPES = ("Health", "HealthLike", "ServerEntry", "Capabilities", "HealthInfo", "WatchEvent")
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_TYPES:
+        from . import types
+
+        value = getattr(types, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'peer_registry' has no attribute {name!r}")
+
 
 __all__ = [
     "Registry",

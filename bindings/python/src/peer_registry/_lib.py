@@ -1,41 +1,47 @@
 """Finding, loading and declaring libpeerregistry (the C ABI in include/peer_registry.h).
 
-Lookup rule (one rule for the Python, Node and Go bindings):
+The lookup rule, the same in the Python, Node and Go bindings (docs/ABI.md, "Finding the
+library"); the first step that applies wins:
 
-1. an explicit path (``load_library(path)`` or ``Registry(lib=path)``);
-2. else ``$PEER_REGISTRY_LIB``;
-3. else the repository's ``build/lib/libpeerregistry.so``, the repository being the nearest
-   directory above this file that contains ``include/peer_registry.h`` (a source checkout);
-4. else the system loader (``libpeerregistry.so.0``).
+1. ``$PEER_REGISTRY_LIB``, when set and not empty: that file;
+2. the copy the package ships: ``libpeerregistry.so.0`` beside this file (the platform wheel
+   from ``make dist-python`` carries it);
+3. the system's ``libpeerregistry.so.0``, through the dynamic loader's search (``make install``,
+   a distribution package, ``LD_LIBRARY_PATH``).
 
-A place that is given (1, 2) or exists (3) but cannot be loaded is an error, not a reason to
-fall through to another library: silently loading a different build hides mistakes. When
-nothing loads, :class:`LibraryNotFoundError` names every place tried and why it failed.
-One library is loaded per process (first use wins), as in the other bindings.
+A step that applies (the variable is set, the shipped file exists) but whose library does not
+load is an error, not a reason to fall through to another library: silently loading a different
+build hides mistakes. No path inside a source checkout is ever guessed (tests there set
+``$PEER_REGISTRY_LIB``). When nothing loads, :class:`LibraryNotFoundError` names every place
+tried and why it failed. A program may also name the file itself (``load_library(path)``,
+``Registry(lib=path)``), which bypasses the rule. One library is loaded per process (first use
+wins), as in the other bindings.
 """
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import os
-import threading
 from ctypes import POINTER, byref, c_char_p, c_int, c_void_p, string_at
-from typing import Any, List, Optional, Tuple, Union
 
 from .errors import LibraryNotFoundError, RegistryError, error_for_code
 
-__all__ = ["Library", "load_library", "resolve_library", "LIB_ENV", "SYSTEM_NAME"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple, Union
+
+    __all__ = ["Library", "load_library", "resolve_library", "LIB_ENV", "SYSTEM_NAME"]
 
 LIB_ENV = "PEER_REGISTRY_LIB"
 SYSTEM_NAME = "libpeerregistry.so.0"
-REPO_RELATIVE = os.path.join("build", "lib", "libpeerregistry.so")
+# The file name of the copy a platform wheel ships inside the package (build_wheel.py).
+SHIPPED_NAME = "libpeerregistry.so.0"
 
 # PEERREG_VERSION_NUMBER of the header this binding was written against.
 HEADER_VERSION_NUMBER = 1000
 
 PEERREG_ETIMEOUT = -7
-
-StrPath = Union[str, "os.PathLike[str]"]
 
 _VP = c_void_p
 _VPP = POINTER(c_void_p)
@@ -72,7 +78,7 @@ class Library:
     """A loaded libpeerregistry with its functions declared. Obtain it from :func:`load_library`.
 
     ``path`` is what was handed to the loader, ``source`` which lookup step found it
-    (``"argument"``, ``"PEER_REGISTRY_LIB"``, ``"repository"`` or ``"system"``).
+    (``"argument"``, ``"PEER_REGISTRY_LIB"``, ``"package"`` or ``"system"``).
     The ctypes functions are attributes named as in the header (``lib.peerreg_get``).
     """
 
@@ -182,18 +188,6 @@ def _major_minor(version_number: int) -> Tuple[int, int]:
     return version_number // 1_000_000, version_number // 1000 % 1000
 
 
-def _repository_root(start: str) -> Optional[str]:
-    """The nearest directory above ``start`` that holds include/peer_registry.h."""
-    directory = os.path.dirname(start)
-    while True:
-        if os.path.isfile(os.path.join(directory, "include", "peer_registry.h")):
-            return directory
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
-
-
 def _locate(explicit: Optional[StrPath]) -> Library:
     """Apply the lookup rule (module docstring) and load the first place that applies."""
     tried: List[str] = []
@@ -214,29 +208,21 @@ def _locate(explicit: Optional[StrPath]) -> Library:
     if explicit is not None:
         path = os.fspath(explicit)
         return load(path, "argument", "explicit path argument")
-    tried.append("explicit path argument: none given")
 
     env = os.environ.get(LIB_ENV)
     if env:
         return load(env, LIB_ENV, f"${LIB_ENV}")
     tried.append(f"${LIB_ENV}: not set")
 
-    package_dir = os.path.dirname(os.path.realpath(__file__))
-    root = _repository_root(package_dir)
-    if root is None:
-        tried.append(
-            f"repository build: no directory above {package_dir} contains include/peer_registry.h"
-        )
-    else:
-        candidate = os.path.join(root, REPO_RELATIVE)
-        if os.path.isfile(candidate):
-            return load(candidate, "repository", "repository build")
-        tried.append(f"repository build: {candidate} does not exist (build it with `make lib`)")
+    shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIPPED_NAME)
+    if os.path.exists(shipped):
+        return load(shipped, "package", "the copy shipped in the package")
+    tried.append(f"the copy shipped in the package: {shipped} does not exist (not a platform wheel)")
 
-    return load(SYSTEM_NAME, "system", "system loader")
+    return load(SYSTEM_NAME, "system", f"the system's {SYSTEM_NAME}")
 
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _loaded: Optional[Library] = None
 
 
@@ -251,7 +237,8 @@ def load_library(path: Optional[StrPath] = None) -> Library:
     """Load libpeerregistry once for this process and return it.
 
     With ``path``, load that file and nothing else; without, apply the lookup rule
-    (``$PEER_REGISTRY_LIB``, the repository build, the system loader). Once a library is
+    (``$PEER_REGISTRY_LIB``, the copy shipped in the package, the system's
+    ``libpeerregistry.so.0``; module docstring). Once a library is
     loaded, later calls return it; asking for a different file then is an error (one
     libpeerregistry per process, as in the Node and Go bindings). Raises
     :class:`LibraryNotFoundError` naming each place tried.

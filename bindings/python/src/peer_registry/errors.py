@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno as _errno
-from typing import Dict, Type
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Dict, Type
 
 __all__ = [
     "RegistryError",
@@ -64,10 +67,19 @@ class CorruptRegistryError(RegistryError):
     code = -4
 
 
-class RegistryIOError(RegistryError):
-    """``PEERREG_EIO``: a system call failed (message names it and errno)."""
+class RegistryIOError(RegistryError, OSError):
+    """``PEERREG_EIO``: a system call failed (message names it and errno).
+
+    Also an :class:`OSError` (``errno`` is ``errno.EIO``; the failed call's own errno is in
+    the message), so ``except OSError`` around file work catches it too.
+    """
 
     code = -5
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.errno = _errno.EIO
+        self.strerror = message
 
 
 class PermissionDeniedError(RegistryError, PermissionError):
@@ -85,13 +97,19 @@ class PermissionDeniedError(RegistryError, PermissionError):
         self.strerror = message
 
 
-class LockTimeoutError(RegistryError):
+class LockTimeoutError(RegistryError, TimeoutError):
     """``PEERREG_ETIMEOUT``: the registry file lock was not obtained in time.
 
-    The message names the pid holding the lock.
+    Also a :class:`TimeoutError` (``errno`` is ``errno.ETIMEDOUT``). The message names the pid
+    holding the lock.
     """
 
     code = -7
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.errno = _errno.ETIMEDOUT
+        self.strerror = message
 
 
 class AmbiguousError(RegistryError):
@@ -112,11 +130,25 @@ class ClosedError(RegistryError):
     code = -10
 
 
-class LibraryNotFoundError(OSError):
-    """libpeerregistry could not be loaded; the message names every place tried."""
+class LibraryNotFoundError(RegistryError, OSError):
+    """libpeerregistry could not be loaded; the message names every place tried.
+
+    Raised by the binding, not the library, so ``code`` is 0 (no ``PEERREG_*`` code applies).
+    Also an :class:`OSError` with ``errno.ENOENT``, as a failed ``dlopen`` is.
+    """
+
+    code = 0
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+        self.errno = _errno.ENOENT
+        self.strerror = message
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.message,))
 
 
-_BY_CODE: Dict[int, Type[RegistryError]] = {
+_BY_CODE: "Dict[int, Type[RegistryError]]" = {
     cls.code: cls
     for cls in (
         InvalidArgumentError,

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import _thread
 import builtins
-import json
 import math
 import os
-import threading
-from contextlib import contextmanager
+import time
 from ctypes import byref, c_int, c_void_p
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Union
 
-from ._lib import Library, StrPath, resolve_library
+from . import _json as json
+from ._lib import Library, resolve_library
+from ._listing import Listing
 from .errors import ClosedError, InvalidArgumentError, NotFoundError, RegistryError
-from .types import Health, Listing, ServerEntry
 from .watch import Watch
 
-__all__ = ["Registry", "registered", "HealthLike"]
+# What is imported here is what `import peer_registry` costs: no typing, enum, json, re,
+# threading or contextlib at run time (bindings/python/bench_import.py measures it).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
-HealthLike = Union[Health, int, str]
+    from ._lib import StrPath
+    from .types import HealthLike, ServerEntry
+
+__all__ = ["Registry", "registered"]
+
+# Health names by value, as in include/peer_registry.h (peer_registry.Health mirrors them).
+_HEALTH_NAMES = ("UNKNOWN", "HEALTHY", "DEGRADED", "DOWN")
 
 _TOOL, _RESOURCE, _PROMPT = 1, 2, 3
 _INT32_MAX = 2**31 - 1
@@ -38,15 +47,15 @@ def _text(value: str, what: str) -> bytes:
 
 
 def _json(value: Any, what: str) -> bytes:
-    return _text(json.dumps(value, ensure_ascii=False, allow_nan=False), what)
+    return _text(json.dumps(value), what)
 
 
 def _health_code(status: HealthLike) -> int:
     if isinstance(status, str):
         try:
-            return Health[status.upper()]
-        except KeyError:
-            names = ", ".join(h.name for h in Health)
+            return _HEALTH_NAMES.index(status.upper())
+        except ValueError:
+            names = ", ".join(_HEALTH_NAMES)
             raise InvalidArgumentError(
                 -1, f"unknown health status {status!r}; expected one of {names}"
             ) from None
@@ -70,8 +79,13 @@ def _timeout_ms(timeout: float) -> int:
 
 def _health_name(status: HealthLike) -> str:
     if isinstance(status, str):
-        return status.upper()
-    return Health(status).name
+        return status.upper()  # an unknown name is rejected by the library (PEERREG_EINVAL)
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise TypeError(f"status must be a Health, its int value or its name, not {type(status).__name__}")
+    if 0 <= status < len(_HEALTH_NAMES):
+        return _HEALTH_NAMES[status]
+    values = ", ".join(f"{value} ({name})" for value, name in enumerate(_HEALTH_NAMES))
+    raise InvalidArgumentError(-1, f"unknown health status {status!r}; expected one of {values}")
 
 
 class Registry:
@@ -93,9 +107,11 @@ class Registry:
         self.path: Optional[str] = None if path is None else os.fspath(path)
         # Calls in flight, so that close() never frees a handle another thread is passing to
         # the library (its address could be reused by a new handle).
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
+        self._lock = _thread.allocate_lock()
         self._busy = 0
+        # Ids this handle registered with a lease: closing the handle unregisters them, so a
+        # Registry garbage-collected while they are listed is a bug worth a ResourceWarning.
+        self._leased: "builtins.set[str]" = builtins.set()
         handle = c_void_p()
         path_arg = None if self.path is None else os.fsencode(self.path)
         if path_arg is not None and b"\0" in path_arg:
@@ -117,8 +133,14 @@ class Registry:
             if handle is None:
                 return
             self._handle = None
-            while self._busy:
-                self._idle.wait()
+            self._leased.clear()
+        # Calls in flight are rare at close and short (a write waits at most the lock
+        # timeout): poll rather than keep a threading.Condition on every handle.
+        while True:
+            with self._lock:
+                if not self._busy:
+                    break
+            time.sleep(0.001)
         self.lib.peerreg_close(handle)
 
     @property
@@ -134,6 +156,17 @@ class Registry:
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
         if handle is not None:
+            leased = getattr(self, "_leased", None)
+            if leased:
+                import warnings
+
+                warnings.warn(
+                    f"unclosed {self!r} with live registrations {sorted(leased)}: garbage "
+                    "collection unregisters them now; close() it (or use `with`) where they "
+                    "should end",
+                    ResourceWarning,
+                    source=self,
+                )
             self._handle = None
             try:
                 self.lib.peerreg_close(handle)
@@ -156,8 +189,6 @@ class Registry:
     def _release(self) -> None:
         with self._lock:
             self._busy -= 1
-            if not self._busy and self._handle is None:
-                self._idle.notify_all()
 
     def _string_call(self, fn: Any, *args: object) -> str:
         handle = self._acquire()
@@ -185,11 +216,23 @@ class Registry:
         """
         stored = self._string_call(self.lib.peerreg_register, _json(dict(entry), "entry"))
         result: ServerEntry = json.loads(stored)
+        with self._lock:
+            if result.get("liveness", "lease") == "lease":
+                self._leased.add(result["id"])
+            else:
+                self._leased.discard(result["id"])
         return result
 
     def unregister(self, id: str) -> None:
         """Remove entry ``id`` (any liveness). :class:`NotFoundError` when there is none."""
-        self._call(self.lib.peerreg_unregister, _text(id, "id"))
+        try:
+            self._call(self.lib.peerreg_unregister, _text(id, "id"))
+        except NotFoundError:
+            with self._lock:
+                self._leased.discard(id)
+            raise
+        with self._lock:
+            self._leased.discard(id)
 
     def set_health(self, id: str, status: HealthLike, message: Optional[str] = None) -> None:
         """Record the health of ``id``: a :class:`Health`, its value, or its name (``"DOWN"``)."""
@@ -203,8 +246,10 @@ class Registry:
     def probe(self, id: str, timeout: float = 2.0) -> ServerEntry:
         """Check ``id`` now by its transport and record the outcome; return the entry as stored.
 
-        An MCP ``ping`` JSON-RPC over HTTP for ``http``/``sse``, a TCP connect for ``ws``.
-        Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
+        The MCP handshake for ``http`` (``initialize``, ``notifications/initialized`` and
+        ``ping`` in one ``Mcp-Session-Id`` session, deleted after) and for ``sse`` (the legacy
+        flow), a TCP connect for ``ws``; only correct JSON-RPC results count, so an HTTP 400 or
+        500, garbage or silence never makes a server HEALTHY. Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
         and make it DEGRADED after 1, DOWN after 3 (DOWN servers no longer resolve);
         ``health.message`` says what was seen. A failed probe is recorded, not raised.
         Blocks up to ``timeout`` seconds (0 or less: the library's default, 2 s) plus one
@@ -308,26 +353,14 @@ class Registry:
         return Watch(self.lib, out.value)
 
 
-@contextmanager
-def registered(
-    entry: Optional[Mapping[str, Any]] = None,
-    /,
-    *,
-    registry: Optional[Registry] = None,
-    path: Optional[StrPath] = None,
-    lib: Union[Library, StrPath, None] = None,
-    tools: Optional[Sequence[str]] = None,
-    resources: Optional[Sequence[str]] = None,
-    prompts: Optional[Sequence[str]] = None,
-    **fields: Any,
-) -> Iterator[ServerEntry]:
-    """Register a server for the duration of a ``with`` block; yield the stored entry.
-
-    The entry is ``entry`` updated with ``fields`` (JSON names: ``id``, ``url``, ``name``,
-    ``transport``, ``liveness``, ``ttlSeconds``, ``metadata``...); ``tools``, ``resources`` and
-    ``prompts`` fill ``capabilities``. Uses ``registry`` if given, else opens one on ``path``
-    (closed at the end). The entry is unregistered when the block ends, also on an exception.
-    """
+def _entry_from(
+    entry: Optional[Mapping[str, Any]],
+    fields: Mapping[str, Any],
+    tools: Optional[Sequence[str]],
+    resources: Optional[Sequence[str]],
+    prompts: Optional[Sequence[str]],
+) -> Dict[str, Any]:
+    """``entry`` updated with ``fields``, with ``tools``/``resources``/``prompts`` in capabilities."""
     data: Dict[str, Any] = dict(entry or {})
     data.update(fields)
     if tools is not None or resources is not None or prompts is not None:
@@ -336,18 +369,63 @@ def registered(
             if values is not None:
                 capabilities[key] = builtins.list(values)
         data["capabilities"] = capabilities
+    return data
 
-    owned = registry is None
-    reg = Registry(path, lib=lib) if registry is None else registry
-    try:
-        stored = reg.register(data)
+
+class registered:
+    """Register a server for the duration of a ``with`` block; ``as`` gives the stored entry.
+
+    The entry is ``entry`` updated with ``fields`` (JSON names: ``id``, ``url``, ``name``,
+    ``transport``, ``liveness``, ``ttlSeconds``, ``metadata``...); ``tools``, ``resources`` and
+    ``prompts`` fill ``capabilities``. Uses ``registry`` if given, else opens one on ``path``
+    (closed at the end). Registers when the block starts; the entry is unregistered when the
+    block ends, also on an exception. (A class rather than ``@contextmanager``, so that
+    importing peer_registry does not import contextlib.)
+    """
+
+    def __init__(
+        self,
+        entry: Optional[Mapping[str, Any]] = None,
+        /,
+        *,
+        registry: Optional[Registry] = None,
+        path: Optional[StrPath] = None,
+        lib: Union[Library, StrPath, None] = None,
+        tools: Optional[Sequence[str]] = None,
+        resources: Optional[Sequence[str]] = None,
+        prompts: Optional[Sequence[str]] = None,
+        **fields: Any,
+    ) -> None:
+        self._data = _entry_from(entry, fields, tools, resources, prompts)
+        self._registry = registry
+        self._path = path
+        self._lib = lib
+        self._owned: Optional[Registry] = None
+        self._stored: Optional[ServerEntry] = None
+
+    def __enter__(self) -> ServerEntry:
+        reg = self._registry
+        if reg is None:
+            reg = self._owned = Registry(self._path, lib=self._lib)
         try:
-            yield stored
+            self._stored = reg.register(self._data)
+        except BaseException:
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None
+            raise
+        return self._stored
+
+    def __exit__(self, *exc_info: object) -> None:
+        reg = self._registry if self._registry is not None else self._owned
+        stored, self._stored = self._stored, None
+        try:
+            if reg is not None and stored is not None:
+                try:
+                    reg.unregister(stored["id"])
+                except NotFoundError:
+                    pass  # already unregistered inside the block
         finally:
-            try:
-                reg.unregister(stored["id"])
-            except NotFoundError:
-                pass  # already unregistered inside the block
-    finally:
-        if owned:
-            reg.close()
+            if self._owned is not None:
+                self._owned.close()
+                self._owned = None

@@ -7,7 +7,9 @@ fields a newer library adds appear in them too.
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, List, NamedTuple, TypedDict
+from typing import Any, Dict, List, TypedDict, Union
+
+from ._listing import Listing
 
 __all__ = [
     "Health",
@@ -16,6 +18,7 @@ __all__ = [
     "ServerEntry",
     "WatchEvent",
     "Listing",
+    "HealthLike",
 ]
 
 
@@ -69,8 +72,5 @@ class WatchEvent(TypedDict):
     changed: List[ServerEntry]
 
 
-class Listing(NamedTuple):
-    """The live entries together with the file generation they were read at."""
-
-    generation: int
-    servers: List[ServerEntry]
+HealthLike = Union[Health, int, str]
+"""A health status as the methods take it: a :class:`Health`, its int value, or its name."""

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from ctypes import byref, c_void_p
-from typing import TYPE_CHECKING, Optional
 
+from . import _json as json
 from ._lib import PEERREG_ETIMEOUT
 from .errors import ClosedError
-from .types import WatchEvent
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
 if TYPE_CHECKING:
     import asyncio
+    from typing import Optional
 
     from ._lib import Library
+    from .types import WatchEvent
 
 __all__ = ["Watch"]
 
@@ -40,6 +41,9 @@ class Watch:
 
         async for event in reg.watch():   # the fd is polled by the running asyncio loop
             ...
+
+        async with await async_reg.watch() as w:   # peer_registry.aio.AsyncRegistry
+            event = await asyncio.wait_for(w.__anext__(), 1.0)
 
     Iteration ends when the watch is closed. The watch keeps working after its registry
     handle is closed.
@@ -71,6 +75,12 @@ class Watch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Watch":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
