@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
+.PHONY: bench all run lib dist-node test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
 
 all: lib
 
@@ -33,6 +33,17 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 	ln -sf libpeerregistry.so.0 $(LIBDIR)/libpeerregistry.so
 	cp include/peer_registry.h $(BUILD)/include/
 	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
+
+## The npm tarball build/dist/peer-registry-$(VERSION).tgz: a prebuilt addon and the library for
+## this platform inside, `npm install ./peer-registry-$(VERSION).tgz` works offline.
+NODE_TARBALL := $(BUILD)/dist/peer-registry-$(VERSION).tgz
+NODE_PACKAGE_FILES := $(addprefix bindings/node/,package.json index.js index.mjs index.d.ts \
+	promises.js promises.mjs promises.d.ts README.md src/addon.c include/peer_registry.h build.sh pack.sh)
+
+dist-node: $(NODE_TARBALL)
+
+$(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
+	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
 test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
 	@echo "make test: every suite passed"
