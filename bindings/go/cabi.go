@@ -10,7 +10,7 @@ package peerregistry
 // char* that are copied into Go memory and released with peerreg_free at once.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo CFLAGS: -I${SRCDIR}
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
 #include <stdlib.h>

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 // pingServer answers MCP JSON-RPC ping like any MCP server, and counts the pings.

@@ -251,7 +251,7 @@ func (r *Registry) List(f Filter) (ListResult, error) {
 		return ListResult{}, err
 	}
 	var res ListResult
-	if err := res.UnmarshalJSON(out); err != nil {
+	if err := json.Unmarshal(out, &res); err != nil {
 		return ListResult{}, decodeError(err)
 	}
 	return res, nil

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 var tools = []string{"echo", "time"}
