@@ -1,5 +1,3 @@
-//go:build !jsonscan
-
 package peerregistry
 
 import (

@@ -108,9 +108,8 @@ func FuzzDecodeEntry(f *testing.F) {
 // The entry peerreg_get returns for a typical registration (captured from the library).
 const typicalEntry = `{"id":"svc-42","url":"http://127.0.0.1:2042/mcp","port":2042,"transport":"http","pid":26291,"startedAt":"2026-11-21T10:04:26.211Z","lastSeen":"2026-11-21T10:04:26.211Z","liveness":"lease","capabilities":{"tools":["tool-42"],"resources":[],"prompts":[]},"health":{"status":"UNKNOWN"}}`
 
-// The decoding benchmarks run against whichever decoder is built: encoding/json (the default)
-// or the hand-written scanner (go test -tags jsonscan). Compare the two side by side with
-//   go test -run '^$' -bench 'Decode|Get$' -count 5 [-tags jsonscan]
+// The decoder is encoding/json (decode.go). A hand-written scanner was measured against it
+// side by side and removed: see README.md, "Cost per call".
 
 // BenchmarkDecodeEntry is the Go-side share of Get: decoding the library's JSON.
 func BenchmarkDecodeEntry(b *testing.B) {
