@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib dist-node test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
+.PHONY: bench all run lib dist-node test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
 
 all: lib
 
@@ -45,7 +45,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
+test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -63,6 +63,11 @@ test-node: lib
 
 test-go: lib
 	bash bindings/go/run-tests.sh
+
+## The Node and Go example MCP servers, found through the registry and driven by the official
+## MCP Python SDK's streamable HTTP client.
+test-examples: lib
+	bash tests/examples/run.sh
 
 ## 24+ processes in Python, Node and Go (and Swift's crowd worker once test-swift built it) on
 ## one registry, some SIGKILLed mid-run; exactly the survivors' acknowledged entries remain.
