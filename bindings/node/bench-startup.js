@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+'use strict';
+// What peer-registry adds to a Node process's start: `node -e 0` side by side with
+// `require('peer-registry')` and with require + the first call (open() + list(), which loads
+// the library), each in fresh processes, alternated round by round so that machine load hits
+// all three alike. Reports medians, the differences to the bare start, and where the time of
+// the first call goes (require, dlopen of the library, open, the first list).
+//
+//   node bindings/node/bench-startup.js [PACKAGE | TARBALL.tgz] [ROUNDS]
+//
+// PACKAGE defaults to this directory (then PEER_REGISTRY_LIB must name the library); a .tgz is
+// first installed into a temporary npm project, so the package is measured as users get it.
+
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const target = process.argv[2] || __dirname;
+const rounds = Number(process.argv[3]) || 30;
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'peerreg-startup-'));
+process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
+
+let pkg = path.resolve(target);
+if (target.endsWith('.tgz')) {
+  const project = path.join(work, 'project');
+  fs.mkdirSync(project);
+  const env = { ...process.env, HOME: path.join(work, 'home') };
+  for (const args of [['init', '-y'], ['install', '--offline', '--no-audit', '--no-fund', pkg]]) {
+    const r = spawnSync('npm', args, { cwd: project, env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`npm ${args.join(' ')} failed: ${r.stderr}`);
+  }
+  pkg = path.join(project, 'node_modules', 'peer-registry');
+}
+
+// A registry with a few entries, written once (static entries outlive the writer).
+const registryDir = path.join(work, 'registry');
+const registryFile = path.join(registryDir, 'servers.json');
+const setup = `const r = require(${JSON.stringify(pkg)}).open(${JSON.stringify(registryFile)});
+  for (let i = 0; i < 5; i++) r.register({ id: 's' + i, url: 'http://127.0.0.1:' + (9000 + i) + '/mcp', liveness: 'none' });
+  r.close();`;
+const prepared = spawnSync(process.execPath, ['-e', setup], { encoding: 'utf8' });
+if (prepared.status !== 0) throw new Error(`setting up the registry failed: ${prepared.stderr}`);
+
+const firstCall = `const { performance: p } = require('node:perf_hooks');
+  const t0 = p.now(); const pr = require(${JSON.stringify(pkg)}); const t1 = p.now();
+  pr.loadLibrary(); const t2 = p.now();
+  const r = pr.open(${JSON.stringify(registryFile)}); const t3 = p.now();
+  const n = r.list().length; const t4 = p.now();
+  if (n !== 5) process.exit(3);
+  process.stdout.write(JSON.stringify([t1 - t0, t2 - t1, t3 - t2, t4 - t3]));`;
+const variants = {
+  'node -e 0': '0',
+  "require('peer-registry')": `require(${JSON.stringify(pkg)})`,
+  'require + open() + list()': firstCall,
+};
+
+function wallMs(code) {
+  const start = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  if (r.status !== 0) throw new Error(`node -e failed (${r.status}): ${r.stderr}`);
+  return { ms, stdout: r.stdout };
+}
+
+const samples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+const parts = [];
+for (const code of Object.values(variants)) wallMs(code); // warm the page cache
+for (let i = 0; i < rounds; i++) {
+  for (const [name, code] of Object.entries(variants)) {
+    const { ms, stdout } = wallMs(code);
+    samples[name].push(ms);
+    if (code === firstCall) parts.push(JSON.parse(stdout));
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const base = median(samples['node -e 0']);
+console.log(`package: ${pkg}`);
+console.log(`${rounds} rounds, fresh process each, medians of wall time:`);
+for (const [name, xs] of Object.entries(samples)) {
+  const m = median(xs);
+  const extra = name === 'node -e 0' ? '' : `  (+${(m - base).toFixed(2)} ms, ${(m / base).toFixed(2)}x)`;
+  console.log(`  ${name.padEnd(28)} ${m.toFixed(2)} ms${extra}`);
+}
+const names = ['require (JS + addon)', 'loadLibrary (dlopen)', 'open()', 'first list()'];
+console.log('inside the first-call process, medians:');
+names.forEach((name, i) => console.log(`  ${name.padEnd(28)} ${median(parts.map((p) => p[i])).toFixed(2)} ms`));
