@@ -2,9 +2,10 @@
 'use strict';
 // What peer-registry adds to a Node process's start: `node -e 0` side by side with
 // `require('peer-registry')` and with require + the first call (open() + list(), which loads
-// the library), each in fresh processes, alternated round by round so that machine load hits
-// all three alike. Reports medians, the differences to the bare start, and where the time of
-// the first call goes (require, dlopen of the library, open, the first list).
+// the library) and with require of an empty N-API addon (what loading any native addon costs),
+// each in fresh processes, alternated round by round so that machine load hits all alike.
+// Reports medians, the differences to the bare start, and where the time of the first call
+// goes (require, dlopen of the library, open, the first list).
 //
 //   node bindings/node/bench-startup.js [PACKAGE | TARBALL.tgz] [ROUNDS]
 //
@@ -54,6 +55,22 @@ const variants = {
   "require('peer-registry')": `require(${JSON.stringify(pkg)})`,
   'require + open() + list()': firstCall,
 };
+
+// The floor under any native addon: an empty N-API module, built here with the same compiler
+// and headers as build.sh. Loading the first addon of a process costs Node itself this much.
+const minimal = path.join(work, 'minimal.node');
+const source = path.join(work, 'minimal.c');
+fs.writeFileSync(source, '#include <node_api.h>\nNAPI_MODULE_INIT() { return exports; }\n');
+const nodeInclude = process.env.NODE_INCLUDE ||
+  [path.join(path.dirname(path.dirname(fs.realpathSync(process.execPath))), 'include', 'node'), '/usr/include/node']
+    .find((dir) => fs.existsSync(path.join(dir, 'node_api.h')));
+const cc = spawnSync(process.env.CC || 'cc', ['-O2', '-fPIC', '-shared', `-I${nodeInclude}`, source, '-o', minimal],
+  { encoding: 'utf8' });
+if (cc.status === 0) {
+  variants['require(empty N-API addon)'] = `require(${JSON.stringify(minimal)})`;
+} else {
+  console.log(`(no empty-addon floor: cc failed: ${cc.stderr || cc.error})`);
+}
 
 function wallMs(code) {
   const start = process.hrtime.bigint();
