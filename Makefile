@@ -38,7 +38,7 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 ## this platform inside, `npm install ./peer-registry-$(VERSION).tgz` works offline.
 NODE_TARBALL := $(BUILD)/dist/peer-registry-$(VERSION).tgz
 NODE_PACKAGE_FILES := $(addprefix bindings/node/,package.json index.js index.mjs index.d.ts \
-	promises.js promises.mjs promises.d.ts README.md src/addon.c include/peer_registry.h build.sh pack.sh)
+	promises.js promises.mjs promises.d.ts README.md src/addon.c include/peer_registry.h build.sh install.js pack.sh)
 
 dist-node: $(NODE_TARBALL)
 

@@ -29,7 +29,8 @@ pkg="$stage/package"
 mkdir -p "$pkg"
 # Exactly what package.json's "files" lists (npm adds package.json itself).
 (cd "$here" && cp --parents package.json index.js index.mjs index.d.ts promises.js \
-    promises.mjs promises.d.ts README.md src/addon.c include/peer_registry.h build.sh "$pkg/")
+    promises.mjs promises.d.ts README.md src/addon.c include/peer_registry.h build.sh install.js \
+    "$pkg/")
 
 platform="$(node -p 'process.platform + "-" + process.arch')"
 "$pkg/build.sh" >/dev/null

@@ -3,8 +3,9 @@
 # temp dir, HOME a temp dir too, `npm install /path/peer-registry-<ver>.tgz` (offline: the
 # tarball has no dependencies), then CommonJS and ESM programs in that project run
 # register -> list -> watch event -> unregister, the promise API included, with no
-# PEER_REGISTRY_LIB: the library must be the one inside the installed package. Then the addon
-# is rebuilt from the tarball's own source and header with build.sh, and used.
+# PEER_REGISTRY_LIB: the library must be the one inside the installed package. Then the same
+# tarball without its prebuilt parts: npm's install step builds the addon from the tarball's
+# own source and header.
 # Run from the repository root after `make lib dist-node`. Exits non-zero on any failure.
 set -euo pipefail
 repo="$(pwd)"
@@ -41,8 +42,12 @@ const peerRegistry = require('peer-registry');
 const registryFile = path.join(process.env.HOME, '.peer-plan', 'servers.json');
 const registry = peerRegistry.open(); // the default: ~/.peer-plan/servers.json under this HOME
 const installed = fs.realpathSync(path.join(__dirname, 'node_modules', 'peer-registry'));
-assert.ok(peerRegistry.libraryPath().startsWith(installed + path.sep),
-  `library loaded from ${peerRegistry.libraryPath()}, not from the installed package`);
+if (process.env.EXPECT_LIBRARY) {
+  assert.equal(peerRegistry.libraryPath(), process.env.EXPECT_LIBRARY);
+} else {
+  assert.ok(peerRegistry.libraryPath().startsWith(installed + path.sep),
+    `library loaded from ${peerRegistry.libraryPath()}, not from the installed package`);
+}
 
 const watch = registry.watch();
 const timeout = setTimeout(() => { console.error('no watch event within 5 s'); process.exit(1); }, 5000);
@@ -87,11 +92,20 @@ console.log('esm: register -> list -> watch -> unregister ok (promise API)');
 JS
 node check.mjs
 
-# The source route, for a platform without a prebuilt addon: build.sh needs only cc, Node's
-# headers and what the tarball holds (src/addon.c, include/peer_registry.h); the addon it
-# builds is then the one loaded.
+# The source route, for a platform the tarball has no prebuilt parts for: the same tarball
+# without prebuilds/ installs into another fresh project, where npm's install step builds the
+# addon with build.sh from what the tarball holds (src/addon.c, include/peer_registry.h; cc and
+# Node's headers are all it needs) and the library comes from PEER_REGISTRY_LIB.
 command -v cc >/dev/null || { echo "test_node.sh: cc is missing: apt-get install -y gcc" >&2; exit 1; }
-node_modules/peer-registry/build.sh >/dev/null
+mkdir -p "$work/unpacked" "$work/source-only" "$work/lib" "$work/project2"
+tar -xzf "$tarball" -C "$work/unpacked"
+rm -rf "$work/unpacked/package/prebuilds"
+(cd "$work/unpacked/package" && npm pack --silent --pack-destination "$work/source-only" >/dev/null)
+cp "$(readlink -f "$repo/build/lib/libpeerregistry.so.0")" "$work/lib/libpeerregistry.so.0"
+cd "$work/project2"
+npm init -y >/dev/null
+npm install --offline --no-audit --no-fund "$work/source-only/peer-registry-$version.tgz" >/dev/null
 test -f node_modules/peer-registry/build/peer_registry.node
-node check.cjs
+cp ../project/check.cjs ../project/check.mjs .
+EXPECT_LIBRARY="$work/lib/libpeerregistry.so.0" PEER_REGISTRY_LIB="$work/lib/libpeerregistry.so.0" node check.cjs
 echo "test_node.sh: ok"
