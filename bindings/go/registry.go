@@ -30,7 +30,7 @@ type Options struct {
 	// Path is the registry file; "" means $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json.
 	Path string
 	// Library is the path of libpeerregistry.so to load; "" means the usual lookup
-	// ($PEER_REGISTRY_LIB, the repository's build/lib, the system loader).
+	// ($PEER_REGISTRY_LIB, the system loader).
 	Library string
 }
 
