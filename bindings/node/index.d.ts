@@ -181,8 +181,8 @@ export class Registry {
   setHealth(id: string, status: HealthStatus | number, message?: string | null): void;
   heartbeat(id: string): void;
   /**
-   * Probes `id` by its transport (MCP ping over HTTP for http/sse, TCP connect for ws) off the
-   * event loop and records the outcome: HEALTHY on success, DEGRADED after 1 failure, DOWN
+   * Probes `id` by its transport as peerreg_probe does (MCP over HTTP for http/sse, TCP connect
+   * for ws) off the event loop and records the outcome: HEALTHY on success, DEGRADED after 1 failure, DOWN
    * after 3 (health.consecutiveFailures). A failed probe resolves too; rejects with
    * PEERREG_ENOTFOUND when there is no live entry `id`.
    */

@@ -259,14 +259,14 @@ class Registry {
   }
 
   /**
-   * Checks `id` now by its transport (an MCP "ping" JSON-RPC over HTTP for http/sse, a TCP
-   * connect for ws) and records the outcome: success makes it HEALTHY; failures count up in
+   * Checks `id` now by its transport, as peerreg_probe does (MCP over HTTP for http/sse, a TCP
+   * connect for ws; include/peer_registry.h says exactly what) and records the outcome: success makes it HEALTHY; failures count up in
    * health.consecutiveFailures, DEGRADED after 1 and DOWN after 3. A failed probe is recorded,
    * not thrown. Resolves with the entry as stored after the probe; rejects with
    * PEERREG_ENOTFOUND when there is no live entry `id`. The wait (up to `timeoutMs`, default
    * 2000; 0 or less: the library's default) happens off the event loop.
    */
-  probe(id, { timeoutMs = 2000 } = {}) {
+  async probe(id, { timeoutMs = 2000 } = {}) {
     return this.promises.probe(id, { timeoutMs });
   }
 
