@@ -173,8 +173,8 @@ func (r *Registry) Prune(ctx context.Context) (int, error) {
 	return removed, err
 }
 
-// Probe checks the live entry id by its transport — a TCP connect for ws, an MCP "ping"
-// JSON-RPC over HTTP for http and sse — and records the outcome: success makes it HEALTHY;
+// Probe checks the live entry id by its transport as peerreg_probe does — MCP over HTTP for
+// http and sse, a TCP connect for ws (peer_registry.h says exactly what) — and records the outcome: success makes it HEALTHY;
 // consecutive failures (Health.ConsecutiveFailures) make it DEGRADED after 1 and DOWN after 3.
 // It returns the entry as stored afterwards. A failed probe is not an error: it is recorded.
 // ErrNotFound when there is no live entry id.
