@@ -310,3 +310,16 @@ test('a library of another major version, or an older minor, is refused', async 
   const { value } = await inChild(`return pr.loadLibrary(${JSON.stringify(newerMinor)});`);
   assert.equal(value, newerMinor, 'a later minor of the same major is accepted');
 });
+
+test('a package without an addon for this platform says so, and how to build one', async (t) => {
+  const pkg = packageCopy(t, { withLibrary: true });
+  fs.rmSync(path.join(pkg, 'prebuilds', PLATFORM, 'peer_registry.node'));
+  const script = `try { require(${JSON.stringify(pkg)}); process.stdout.write('null'); }
+    catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message })); }`;
+  const result = await runNode(['-e', script], { env: cleanEnv() });
+  assert.equal(result.code, 0, result.stderr);
+  const error = JSON.parse(result.stdout);
+  assert.equal(error.code, 'ERR_PEERREG_ADDON');
+  assert.match(error.message, new RegExp(`no native addon for ${PLATFORM}`));
+  assert.ok(error.message.includes(path.join(pkg, 'build.sh')), error.message);
+});
