@@ -4,8 +4,9 @@
 // `require('peer-registry')` and with require + the first call (open() + list(), which loads
 // the library) and with require of an empty N-API addon (what loading any native addon costs),
 // each in fresh processes, alternated round by round so that machine load hits all alike.
-// Reports medians, the differences to the bare start, and where the time of the first call
-// goes (require, dlopen of the library, open, the first list).
+// Reports medians of wall time and of each process's own CPU time (which machine load does not
+// inflate), the differences to the bare start, and where the time of the first call goes
+// (require, dlopen of the library, open, the first list).
 //
 //   node bindings/node/bench-startup.js [PACKAGE | TARBALL.tgz] [ROUNDS]
 //
@@ -43,11 +44,13 @@ const setup = `const r = require(${JSON.stringify(pkg)}).open(${JSON.stringify(r
 const prepared = spawnSync(process.execPath, ['-e', setup], { encoding: 'utf8' });
 if (prepared.status !== 0) throw new Error(`setting up the registry failed: ${prepared.stderr}`);
 
-const firstCall = `const { performance: p } = require('node:perf_hooks');
-  const t0 = p.now(); const pr = require(${JSON.stringify(pkg)}); const t1 = p.now();
-  pr.loadLibrary(); const t2 = p.now();
-  const r = pr.open(${JSON.stringify(registryFile)}); const t3 = p.now();
-  const n = r.list().length; const t4 = p.now();
+// Timed with process.hrtime (built in), not perf_hooks: loading a module to time would add to
+// what is timed.
+const firstCall = `const now = () => Number(process.hrtime.bigint()) / 1e6;
+  const t0 = now(); const pr = require(${JSON.stringify(pkg)}); const t1 = now();
+  pr.loadLibrary(); const t2 = now();
+  const r = pr.open(${JSON.stringify(registryFile)}); const t3 = now();
+  const n = r.list().length; const t4 = now();
   if (n !== 5) process.exit(3);
   process.stdout.write(JSON.stringify([t1 - t0, t2 - t1, t3 - t2, t4 - t3]));`;
 const variants = {
@@ -67,27 +70,38 @@ const nodeInclude = process.env.NODE_INCLUDE ||
 const cc = spawnSync(process.env.CC || 'cc', ['-O2', '-fPIC', '-shared', `-I${nodeInclude}`, source, '-o', minimal],
   { encoding: 'utf8' });
 if (cc.status === 0) {
-  variants['require(empty N-API addon)'] = `require(${JSON.stringify(minimal)})`;
+  variants['require(empty N-API addon)'] = `const t0 = process.hrtime.bigint(); require(${JSON.stringify(minimal)});
+    process.stdout.write(String(Number(process.hrtime.bigint() - t0) / 1e6));`;
 } else {
   console.log(`(no empty-addon floor: cc failed: ${cc.stderr || cc.error})`);
 }
 
+// Each child ends by printing, after its own output and a newline, the CPU time (user + system)
+// it used since it started: unlike wall time, that does not grow when other processes compete
+// for the CPU.
+const CPU_SUFFIX = ";{ const u = process.cpuUsage(); process.stdout.write('\\n' + (u.user + u.system) / 1000); }";
+
 function wallMs(code) {
   const start = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['-e', code + CPU_SUFFIX], { encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   if (r.status !== 0) throw new Error(`node -e failed (${r.status}): ${r.stderr}`);
-  return { ms, stdout: r.stdout };
+  const lines = r.stdout.split('\n');
+  return { ms, cpu: Number(lines.pop()), stdout: lines.join('\n') };
 }
 
 const samples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+const cpuSamples = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
 const parts = [];
+const emptyAddon = [];
 for (const code of Object.values(variants)) wallMs(code); // warm the page cache
 for (let i = 0; i < rounds; i++) {
   for (const [name, code] of Object.entries(variants)) {
-    const { ms, stdout } = wallMs(code);
+    const { ms, cpu, stdout } = wallMs(code);
     samples[name].push(ms);
+    cpuSamples[name].push(cpu);
     if (code === firstCall) parts.push(JSON.parse(stdout));
+    if (name === 'require(empty N-API addon)') emptyAddon.push(Number(stdout));
   }
 }
 
@@ -95,14 +109,20 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const base = median(samples['node -e 0']);
 console.log(`package: ${pkg}`);
-console.log(`${rounds} rounds, fresh process each, medians of wall time:`);
-for (const [name, xs] of Object.entries(samples)) {
-  const m = median(xs);
-  const extra = name === 'node -e 0' ? '' : `  (+${(m - base).toFixed(2)} ms, ${(m / base).toFixed(2)}x)`;
-  console.log(`  ${name.padEnd(28)} ${m.toFixed(2)} ms${extra}`);
+for (const [what, table] of [['wall time', samples], ['CPU time (user + system) of the process', cpuSamples]]) {
+  const base = median(table['node -e 0']);
+  console.log(`${rounds} rounds, fresh process each, medians of ${what}:`);
+  for (const [name, xs] of Object.entries(table)) {
+    const m = median(xs);
+    const delta = m - base;
+    const extra = name === 'node -e 0' ? '' : `  (${delta >= 0 ? '+' : ''}${delta.toFixed(2)} ms, ${(m / base).toFixed(2)}x)`;
+    console.log(`  ${name.padEnd(28)} ${m.toFixed(2)} ms${extra}`);
+  }
 }
 const names = ['require (JS + addon)', 'loadLibrary (dlopen)', 'open()', 'first list()'];
 console.log('inside the first-call process, medians:');
 names.forEach((name, i) => console.log(`  ${name.padEnd(28)} ${median(parts.map((p) => p[i])).toFixed(2)} ms`));
+if (emptyAddon.length) {
+  console.log(`  (require of an empty N-API addon, in its own process: ${median(emptyAddon).toFixed(2)} ms)`);
+}
