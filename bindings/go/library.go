@@ -27,7 +27,8 @@ const systemLibrary = "libpeerregistry.so.0"
 var (
 	loadMu     sync.Mutex
 	loaded     atomic.Bool
-	loadedPath string
+	loadedPath string // the file loaded (for the system loader: the file it found)
+	loadedAs   string // what was asked for: a path, or the bare soname
 )
 
 // LoadError reports that libpeerregistry could not be loaded, with every place tried.
@@ -100,7 +101,8 @@ func LoadLibrary(path string) error {
 	return ensureLoaded(path)
 }
 
-// LibraryPath returns the path the library was loaded from, or "" before it is loaded.
+// LibraryPath returns the file the library was loaded from — for the system loader, the file
+// it found for libpeerregistry.so.0 — or "" before it is loaded.
 func LibraryPath() string {
 	loadMu.Lock()
 	defer loadMu.Unlock()
@@ -114,7 +116,7 @@ func ensureLoaded(explicit string) error {
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if loaded.Load() {
-		if explicit == "" || sameFile(explicit, loadedPath) {
+		if explicit == "" || explicit == loadedAs || sameFile(explicit, loadedPath) {
 			return nil
 		}
 		return &Error{Code: CodeInvalid, Message: fmt.Sprintf(
@@ -125,7 +127,13 @@ func ensureLoaded(explicit string) error {
 		return err
 	}
 	cInstall(api)
+	loadedAs = path
 	loadedPath = path
+	if !strings.ContainsRune(path, '/') { // found by the system loader: say which file
+		if file := cAPIFile(api); file != "" {
+			loadedPath = file
+		}
+	}
 	loaded.Store(true)
 	return nil
 }
