@@ -1,6 +1,6 @@
 // Types for peer-registry/promises: the promise API, in the style of fs/promises.
 
-import type { OpenOptions, RegistryPromises } from './index';
+import { OpenOptions, RegistryPromises } from './index';
 
 export type {
   ServerEntry, NewServerEntry, ListFilter, ListResult, ProbeOptions, HealthStatus, OpenOptions,
