@@ -2,6 +2,6 @@ module peerregistry-bench
 
 go 1.19
 
-require github.com/peer-registry/peer-registry/bindings/go v0.0.0
+require github.com/peer-registry/peer-registry/bindings/go/peerregistry v0.0.0
 
-replace github.com/peer-registry/peer-registry/bindings/go => ../../bindings/go
+replace github.com/peer-registry/peer-registry/bindings/go/peerregistry => ../../bindings/go

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 // The trivial call through the same path as every other (one cgo crossing): the floor under

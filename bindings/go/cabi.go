@@ -10,7 +10,7 @@ package peerregistry
 // char* that are copied into Go memory and released with peerreg_free at once.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo CFLAGS: -I${SRCDIR} -D_GNU_SOURCE
 #cgo LDFLAGS: -ldl
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -99,6 +99,16 @@ static char *pr_load(const char *path, pr_api *api) {
 }
 
 static void pr_install(const pr_api *api) { pr = *api; }
+
+// The file the library was mapped from (what the system loader found for a bare soname), or
+// NULL when the loader cannot say. Owned by the loader.
+static const char *pr_api_file(const pr_api *api) {
+	Dl_info info;
+	void *sym;
+	memcpy(&sym, &api->version, sizeof sym);
+	if (dladdr(sym, &info) == 0 || info.dli_fname == NULL) return NULL;
+	return info.dli_fname;
+}
 static int pr_api_version_number(const pr_api *api) { return api->version_number(); }
 
 static const char *pr_version(void) { return pr.version(); }
@@ -223,6 +233,14 @@ func cLoad(path string) (*cAPI, string) {
 		return nil, C.GoString(msg)
 	}
 	return api, ""
+}
+
+// cAPIFile is the file api was loaded from, "" when the loader cannot say.
+func cAPIFile(api *cAPI) string {
+	if f := C.pr_api_file(api); f != nil {
+		return C.GoString(f)
+	}
+	return ""
 }
 
 func cInstall(api *cAPI)              { C.pr_install(api) }

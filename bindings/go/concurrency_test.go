@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 // Eight goroutines share one Registry and mix every operation; run with -race. Each owns its

@@ -1,7 +1,7 @@
 // Package peerregistry is the Go binding of peer-registry: local MCP servers announce
 // themselves in one shared registry file, and clients find them by id, by capability, or by
 // watching for changes. All reading, locking, writing, validation and pruning happens in
-// libpeerregistry (through its C ABI, include/peer_registry.h); this package is a thin skin
+// libpeerregistry (through its C ABI, peer_registry.h); this package is a thin skin
 // over it with Go types.
 //
 // A server registers itself after it is listening, and stays registered while its Registry is
@@ -24,20 +24,21 @@
 //
 // # Loading the library
 //
-// libpeerregistry.so is loaded at run time (dlopen), once per process, from the first of:
+// libpeerregistry.so is loaded at run time (dlopen), once per process, by the rule all three
+// bindings share (docs/ABI.md, "Finding the library"):
 //
 //  1. the path given to LoadLibrary or Options.Library — if given, the only place tried;
 //  2. $PEER_REGISTRY_LIB — if set, the only place tried;
-//  3. build/lib/libpeerregistry.so in the repository holding this package's source (the
-//     directory with include/peer_registry.h above it), else in the repository above the
-//     working directory;
-//  4. libpeerregistry.so.0 through the system loader.
+//  3. (the copy a package ships: a Go module is source and ships none);
+//  4. libpeerregistry.so.0 through the system loader (ld.so's search path).
 //
-// A place that is configured (1, 2) or exists (3) but cannot be used — not a shared library,
-// a missing symbol, an incompatible version — is an error, never a reason to load another
-// build instead. The *LoadError names each place tried and why it failed. The library must
-// have the major version of the header this package was built with (HeaderVersion) and at
-// least its minor version. This is the rule of the Python and Node bindings too.
+// Nothing guesses where a repository or a build is. A place that is configured (1, 2) but
+// cannot be used — not a shared library, a missing symbol, an incompatible version — is an
+// error, never a reason to load another build instead. The *LoadError names each place tried
+// and why it failed. The library must have the major version of the header this package was
+// built with (HeaderVersion) and at least its minor version. The package compiles against its
+// own copy of the header (peer_registry.h), so the module works copied anywhere; building
+// needs cgo, not the library.
 //
 // # Errors
 //

@@ -179,83 +179,13 @@ func (e Entry) MarshalJSON() ([]byte, error) {
 	return marshalWithExtra(w, e.Extra)
 }
 
-// UnmarshalJSON reads an entry, keeping unknown fields in Extra.
-func (e *Entry) UnmarshalJSON(b []byte) error {
-	*e = Entry{}
-	return eachMember(b, func(key, value []byte) error {
-		switch string(key) {
-		case "id":
-			return member(key, decodeString(value, &e.ID))
-		case "name":
-			return member(key, decodeString(value, &e.Name))
-		case "url":
-			return member(key, decodeString(value, &e.URL))
-		case "port":
-			return member(key, decodeInt(value, &e.Port))
-		case "transport":
-			return member(key, decodeString(value, (*string)(&e.Transport)))
-		case "pid":
-			return member(key, decodeInt(value, &e.PID))
-		case "startedAt":
-			return member(key, decodeTime(value, &e.StartedAt))
-		case "lastSeen":
-			return member(key, decodeTime(value, &e.LastSeen))
-		case "liveness":
-			return member(key, decodeString(value, (*string)(&e.Liveness)))
-		case "ttlSeconds":
-			return member(key, decodeInt(value, &e.TTLSeconds))
-		case "capabilities":
-			return member(key, e.Capabilities.UnmarshalJSON(value))
-		case "health":
-			return member(key, e.Health.UnmarshalJSON(value))
-		case "requiresSession":
-			return member(key, decodeBool(value, &e.RequiresSession))
-		case "metadata":
-			return member(key, json.Unmarshal(value, &e.Metadata))
-		}
-		return member(key, keepExtra(&e.Extra, key, value))
-	})
-}
-
 func (c Capabilities) MarshalJSON() ([]byte, error) {
 	return marshalWithExtra(capabilitiesWire{Tools: c.Tools, Resources: c.Resources, Prompts: c.Prompts}, c.Extra)
-}
-
-func (c *Capabilities) UnmarshalJSON(b []byte) error {
-	*c = Capabilities{}
-	return eachMember(b, func(key, value []byte) error {
-		switch string(key) {
-		case "tools":
-			return member(key, decodeStrings(value, &c.Tools))
-		case "resources":
-			return member(key, decodeStrings(value, &c.Resources))
-		case "prompts":
-			return member(key, decodeStrings(value, &c.Prompts))
-		}
-		return member(key, keepExtra(&c.Extra, key, value))
-	})
 }
 
 func (h Health) MarshalJSON() ([]byte, error) {
 	return marshalWithExtra(healthWire{Status: h.Status, Message: h.Message, LastCheck: newTimestamp(h.LastCheck),
 		ConsecutiveFailures: h.ConsecutiveFailures}, h.Extra)
-}
-
-func (h *Health) UnmarshalJSON(b []byte) error {
-	*h = Health{}
-	return eachMember(b, func(key, value []byte) error {
-		switch string(key) {
-		case "status":
-			return member(key, decodeString(value, (*string)(&h.Status)))
-		case "message":
-			return member(key, decodeString(value, &h.Message))
-		case "lastCheck":
-			return member(key, decodeTime(value, &h.LastCheck))
-		case "consecutiveFailures":
-			return member(key, decodeInt(value, &h.ConsecutiveFailures))
-		}
-		return member(key, keepExtra(&h.Extra, key, value))
-	})
 }
 
 // optionalObject marshals v, or returns nil when it would be an empty object.
@@ -349,36 +279,4 @@ type Event struct {
 	Added      []Entry `json:"added"`
 	Removed    []Entry `json:"removed"`
 	Changed    []Entry `json:"changed"`
-}
-
-// UnmarshalJSON reads a list result as peerreg_list writes it.
-func (r *ListResult) UnmarshalJSON(b []byte) error {
-	*r = ListResult{}
-	return eachMember(b, func(key, value []byte) error {
-		switch string(key) {
-		case "generation":
-			return member(key, decodeUint64(value, &r.Generation))
-		case "servers":
-			return member(key, decodeEntries(value, &r.Servers))
-		}
-		return nil
-	})
-}
-
-// UnmarshalJSON reads an event as peerreg_watch_next writes it.
-func (ev *Event) UnmarshalJSON(b []byte) error {
-	*ev = Event{}
-	return eachMember(b, func(key, value []byte) error {
-		switch string(key) {
-		case "generation":
-			return member(key, decodeUint64(value, &ev.Generation))
-		case "added":
-			return member(key, decodeEntries(value, &ev.Added))
-		case "removed":
-			return member(key, decodeEntries(value, &ev.Removed))
-		case "changed":
-			return member(key, decodeEntries(value, &ev.Changed))
-		}
-		return nil
-	})
 }

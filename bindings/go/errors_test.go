@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 var sentinels = []*peerregistry.Error{

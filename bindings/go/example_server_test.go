@@ -5,20 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
-// The example server (examples/go/server) registers the port it actually got, answers ping,
-// and unregisters on SIGTERM.
+// The example server (examples/go/server) registers the port it actually got, speaks MCP's
+// streamable HTTP transport as the spec says, and unregisters on SIGTERM.
 func TestExampleServerRegistersItsPortAndUnregistersOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the example")
@@ -80,27 +82,68 @@ func TestExampleServerRegistersItsPortAndUnregistersOnSIGTERM(t *testing.T) {
 		t.Fatalf("ResolveTool(echo) = %s, %v", got.ID, err)
 	}
 
-	// What a client does: find the server, then talk to it.
-	resp, err := http.Post(entry.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"ping"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rpc struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      int             `json:"id"`
-		Result  json.RawMessage `json:"result"`
-		Error   *struct{}       `json:"error"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&rpc)
-	resp.Body.Close()
-	if err != nil || rpc.JSONRPC != "2.0" || rpc.ID != 7 || string(rpc.Result) != "{}" || rpc.Error != nil {
-		t.Fatalf("ping answered %+v (result %s), %v", rpc, rpc.Result, err)
+	if !entry.RequiresSession || !reflect.DeepEqual(entry.Capabilities.Tools, []string{"add", "echo"}) {
+		t.Fatalf("registered requiresSession %v, tools %q; want true, [add echo]", entry.RequiresSession, entry.Capabilities.Tools)
 	}
 
-	// The library's own probe (an MCP ping over HTTP) finds it healthy too.
-	probed, err := reg.Probe(context.Background(), "example", 2*time.Second)
-	if err != nil || probed.Health.Status != peerregistry.StatusHealthy || probed.Health.ConsecutiveFailures != 0 {
-		t.Fatalf("Probe(example) = %+v, %v", probed.Health, err)
+	// What a client does: find the server, then talk to it — MCP's streamable HTTP transport.
+	// (tests/examples drives the same server with the official MCP SDK.)
+	init := postMCP(t, entry.URL, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"go-test","version":"0"}}}`, nil)
+	if init.status != http.StatusOK || init.body["result"].(map[string]any)["protocolVersion"] != "2025-06-18" {
+		t.Fatalf("initialize: %d %v", init.status, init.body)
+	}
+	session := init.header.Get("Mcp-Session-Id")
+	if session == "" {
+		t.Fatal("initialize answered without an Mcp-Session-Id")
+	}
+	withSession := map[string]string{"Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-06-18"}
+	if got := postMCP(t, entry.URL, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, withSession); got.status != http.StatusAccepted {
+		t.Fatalf("notifications/initialized: %d, want 202", got.status)
+	}
+	ping := `{"jsonrpc":"2.0","id":7,"method":"ping"}`
+	if got := postMCP(t, entry.URL, ping, withSession); got.status != http.StatusOK || got.body["id"] != float64(7) ||
+		!reflect.DeepEqual(got.body["result"], map[string]any{}) {
+		t.Fatalf("ping: %d %v", got.status, got.body)
+	}
+	echo := postMCP(t, entry.URL, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}`, withSession)
+	if text := echo.body["result"].(map[string]any)["content"].([]any)[0].(map[string]any)["text"]; text != "hi" {
+		t.Fatalf("echo: %v", echo.body)
+	}
+	future := postMCP(t, entry.URL, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01"}}`, nil)
+	if v := future.body["result"].(map[string]any)["protocolVersion"]; v != "2025-11-25" {
+		t.Fatalf("an unknown version negotiated %v, want the newest, 2025-11-25", v)
+	}
+	for _, tc := range []struct {
+		what    string
+		headers map[string]string
+		body    string
+		status  int
+	}{
+		{"no Mcp-Session-Id", nil, ping, http.StatusBadRequest},
+		{"unknown session", map[string]string{"Mcp-Session-Id": "nobody"}, ping, http.StatusNotFound},
+		{"another protocol version", map[string]string{"Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-03-26"}, ping, http.StatusBadRequest},
+		{"a batch", withSession, "[" + ping + "]", http.StatusBadRequest},
+		{"not JSON", withSession, "nope", http.StatusBadRequest},
+		{"a foreign origin", map[string]string{"Mcp-Session-Id": session, "Origin": "http://evil.example"}, ping, http.StatusForbidden},
+	} {
+		if got := postMCP(t, entry.URL, tc.body, tc.headers); got.status != tc.status {
+			t.Errorf("%s: status %d, want %d (%v)", tc.what, got.status, tc.status, got.body)
+		}
+	}
+	if resp, err := http.Get(entry.URL); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %v %v, want 405", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	del, _ := http.NewRequest(http.MethodDelete, entry.URL, nil)
+	del.Header.Set("Mcp-Session-Id", session)
+	if resp, err := http.DefaultClient.Do(del); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if got := postMCP(t, entry.URL, ping, withSession); got.status != http.StatusNotFound {
+		t.Fatalf("a deleted session answered %d, want 404", got.status)
 	}
 
 	if err := server.Process.Signal(syscall.SIGTERM); err != nil {
@@ -118,4 +161,40 @@ func TestExampleServerRegistersItsPortAndUnregistersOnSIGTERM(t *testing.T) {
 	_, err = reg.Get("example")
 	wantCode(t, err, peerregistry.ErrNotFound)
 	waitForEvent(t, w, eventTimeout, func(ev peerregistry.Event) bool { return hasID(ev.Removed, "example") })
+}
+
+type mcpReply struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+// postMCP POSTs one JSON-RPC message as an MCP client does and decodes the JSON answer, if any.
+func postMCP(t *testing.T, url, body string, headers map[string]string) mcpReply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := mcpReply{status: resp.StatusCode, header: resp.Header}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &out.body); err != nil {
+			t.Fatalf("%s answered %d with non-JSON %q", url, resp.StatusCode, data)
+		}
+	}
+	return out
 }

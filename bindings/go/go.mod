@@ -1,3 +1,3 @@
-module github.com/peer-registry/peer-registry/bindings/go
+module github.com/peer-registry/peer-registry/bindings/go/peerregistry
 
 go 1.19

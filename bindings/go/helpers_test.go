@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 // The test binary doubles as the "other process" the tests need: run with helperEnv set, it

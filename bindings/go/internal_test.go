@@ -32,29 +32,7 @@ func TestLibraryReturnsClosedForAClosedHandle(t *testing.T) {
 	}
 }
 
-// fakeRepo makes a directory tree that looks like the repository (include/peer_registry.h)
-// with a subdirectory to start from.
-func fakeRepo(t *testing.T) (root, sub string) {
-	t.Helper()
-	root = t.TempDir()
-	sub = filepath.Join(root, "bindings", "go")
-	for _, d := range []string{filepath.Join(root, "include"), sub} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(root, "include", "peer_registry.h"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return root, sub
-}
-
 func TestLibraryLookupOrder(t *testing.T) {
-	repoA, subA := fakeRepo(t)
-	repoB, subB := fakeRepo(t)
-	outside := t.TempDir()
-	libA := filepath.Join(repoA, "build", "lib", "libpeerregistry.so")
-	libB := filepath.Join(repoB, "build", "lib", "libpeerregistry.so")
 	paths := func(cs []libraryCandidate) []string {
 		var out []string
 		for _, c := range cs {
@@ -63,25 +41,17 @@ func TestLibraryLookupOrder(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		name                     string
-		explicit, env, src, work string
-		want                     []string
+		name          string
+		explicit, env string
+		want          []string
 	}{
-		{"explicit beats everything", "/x/lib.so", "/env/lib.so", subA, subB,
-			[]string{"explicit path=/x/lib.so"}},
-		{"env beats the repository", "", "/env/lib.so", subA, subB,
-			[]string{"$PEER_REGISTRY_LIB=/env/lib.so"}},
-		{"source repository, then working directory's, then system", "", "", subA, subB,
-			[]string{"repository build=" + libA, "repository build=" + libB, "system loader=libpeerregistry.so.0"}},
-		{"same repository once", "", "", subA, repoA,
-			[]string{"repository build=" + libA, "system loader=libpeerregistry.so.0"}},
-		{"no repository", "", "", outside, outside,
-			[]string{"repository build=", "repository build=", "system loader=libpeerregistry.so.0"}},
-		{"source unknown (-trimpath)", "", "", "", subB,
-			[]string{"repository build=" + libB, "system loader=libpeerregistry.so.0"}},
+		{"explicit beats everything", "/x/lib.so", "/env/lib.so", []string{"explicit path=/x/lib.so"}},
+		{"env beats the system", "", "/env/lib.so", []string{"$PEER_REGISTRY_LIB=/env/lib.so"}},
+		{"nothing set: the system loader, nothing guessed", "", "",
+			[]string{"$PEER_REGISTRY_LIB=", "system loader=libpeerregistry.so.0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := paths(libraryCandidates(tc.explicit, tc.env, tc.src, tc.work))
+			got := paths(libraryCandidates(tc.explicit, tc.env))
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %q\nwant %q", got, tc.want)
 			}
@@ -90,13 +60,12 @@ func TestLibraryLookupOrder(t *testing.T) {
 }
 
 func TestLoadErrorNamesEveryPlaceTried(t *testing.T) {
-	_, sub := fakeRepo(t) // a repository without a built library
 	outside := t.TempDir()
 	notALibrary := filepath.Join(outside, "libpeerregistry.so")
 	if err := os.WriteFile(notALibrary, []byte("not an ELF file"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	candidates := libraryCandidates("", "", sub, outside)
+	candidates := libraryCandidates("", "")
 	// Make the "system loader" step deterministic: a name no system has.
 	candidates[len(candidates)-1].path = "libpeerregistry-does-not-exist.so.0"
 	_, _, err := loadFirst(candidates)
@@ -106,35 +75,26 @@ func TestLoadErrorNamesEveryPlaceTried(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		"repository build " + filepath.Join(filepath.Dir(filepath.Dir(sub)), "build", "lib", "libpeerregistry.so") + ": no such file",
-		"repository build: no directory holding include/peer_registry.h at or above " + outside,
+		"$PEER_REGISTRY_LIB: not set",
 		"system loader libpeerregistry-does-not-exist.so.0: ",
-		"make lib", LibraryEnv,
+		"make install", LibraryEnv,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
 	}
-	if len(lerr.Attempts) != 3 {
-		t.Errorf("%d attempts, want 3: %+v", len(lerr.Attempts), lerr.Attempts)
+	if len(lerr.Attempts) != 2 {
+		t.Errorf("%d attempts, want 2: %+v", len(lerr.Attempts), lerr.Attempts)
 	}
 
-	// A repository build that exists but is not a library stops the search there.
-	brokenRoot, brokenSub := fakeRepo(t)
-	broken := filepath.Join(brokenRoot, "build", "lib", "libpeerregistry.so")
-	if err := os.MkdirAll(filepath.Dir(broken), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(broken, []byte("not an ELF file"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err = loadFirst(libraryCandidates("", "", brokenSub, outside))
-	if !errors.As(err, &lerr) || len(lerr.Attempts) != 1 || lerr.Attempts[0].Path != broken {
-		t.Fatalf("a broken repository build did not stop the search: %v", err)
+	// $PEER_REGISTRY_LIB naming something that is not a library stops the search there.
+	_, _, err = loadFirst(libraryCandidates("", notALibrary))
+	if !errors.As(err, &lerr) || len(lerr.Attempts) != 1 || lerr.Attempts[0].Path != notALibrary {
+		t.Fatalf("a broken $PEER_REGISTRY_LIB did not stop the search: %v", err)
 	}
 
 	// A file that is not a shared library: dlopen's own reason is kept.
-	_, _, err = loadFirst(libraryCandidates(notALibrary, "", "", ""))
+	_, _, err = loadFirst(libraryCandidates(notALibrary, ""))
 	if err == nil || !strings.Contains(err.Error(), "explicit path "+notALibrary+": ") ||
 		strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("got %v", err)
@@ -182,5 +142,25 @@ func BenchmarkGetCallOnly(b *testing.B) {
 		if err := reg.call(func(h *cRegistry) error { _, err := cGet(h, id); return err }); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The module carries its own copy of the header (cgo compiles against it, so the module works
+// copied anywhere); inside the repository it must be the repository's header, byte for byte.
+func TestHeaderCopyIsTheRepositoryHeader(t *testing.T) {
+	ours, err := os.ReadFile("peer_registry.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := os.ReadFile(filepath.Join("..", "..", "include", "peer_registry.h"))
+	if errors.Is(err, os.ErrNotExist) {
+		t.Skip("not inside the repository (no ../../include/peer_registry.h): nothing to compare with")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ours) != string(theirs) {
+		t.Fatal("bindings/go/peer_registry.h differs from include/peer_registry.h; " +
+			"copy it: cp include/peer_registry.h bindings/go/")
 	}
 }

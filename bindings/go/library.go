@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +27,8 @@ const systemLibrary = "libpeerregistry.so.0"
 var (
 	loadMu     sync.Mutex
 	loaded     atomic.Bool
-	loadedPath string
+	loadedPath string // the file loaded (for the system loader: the file it found)
+	loadedAs   string // what was asked for: a path, or the bare soname
 )
 
 // LoadError reports that libpeerregistry could not be loaded, with every place tried.
@@ -39,7 +38,7 @@ type LoadError struct {
 
 // LoadAttempt is one place the library was looked for and why it was not used.
 type LoadAttempt struct {
-	Source string // "explicit path", "$PEER_REGISTRY_LIB", "repository build", "system loader"
+	Source string // "explicit path", "$PEER_REGISTRY_LIB", "system loader"
 	Path   string // the path given to dlopen ("" when there was nothing to try)
 	Reason string
 }
@@ -55,8 +54,8 @@ func (e *LoadError) Error() string {
 		}
 		b.WriteString(": " + a.Reason)
 	}
-	b.WriteString("\nbuild it with `make lib` in the repository, set " + LibraryEnv +
-		" to its path, or install libpeerregistry.so.0 where the system loader finds it")
+	b.WriteString("\ninstall libpeerregistry.so.0 where the system loader finds it (make install, " +
+		"or its directory in LD_LIBRARY_PATH), or set " + LibraryEnv + " to the library's path")
 	return b.String()
 }
 
@@ -68,67 +67,28 @@ type libraryCandidate struct {
 	reason string
 }
 
-// libraryCandidates is the lookup rule shared with the Python and Node bindings:
+// libraryCandidates is the lookup rule shared with the Python and Node bindings (docs/ABI.md,
+// "Finding the library"):
 //  1. an explicit path (LoadLibrary, Options.Library): if given, the only place tried;
 //  2. else $PEER_REGISTRY_LIB: if set, the only place tried;
-//  3. else the repository's build/lib/libpeerregistry.so, the repository being the directory
-//     holding include/peer_registry.h above this source file, or else above the working
-//     directory;
-//  4. else the system loader (libpeerregistry.so.0).
+//  3. else the copy the package ships — a Go module is source and ships none, so for Go
+//     there is no such step;
+//  4. else the system's libpeerregistry.so.0, by SONAME (ld.so's search path).
 //
-// A path someone configured, or a repository build that exists, is never silently replaced
-// by another library: when it fails to load, loading fails and says why (see loadFirst).
-func libraryCandidates(explicit, env, sourceDir, workDir string) []libraryCandidate {
+// Nothing guesses where a repository or a build is. A path someone configured is never
+// silently replaced by another library: when it fails to load, loading fails and says why
+// (see loadFirst).
+func libraryCandidates(explicit, env string) []libraryCandidate {
 	if explicit != "" {
 		return []libraryCandidate{{source: "explicit path", path: explicit}}
 	}
 	if env != "" {
 		return []libraryCandidate{{source: "$" + LibraryEnv, path: env}}
 	}
-	var out []libraryCandidate
-	seen := map[string]bool{}
-	for _, start := range []string{sourceDir, workDir} {
-		if start == "" {
-			continue
-		}
-		root := findRepositoryRoot(start)
-		if root == "" {
-			out = append(out, libraryCandidate{source: "repository build",
-				reason: "no directory holding include/peer_registry.h at or above " + start})
-			continue
-		}
-		lib := filepath.Join(root, "build", "lib", "libpeerregistry.so")
-		if !seen[lib] {
-			seen[lib] = true
-			out = append(out, libraryCandidate{source: "repository build", path: lib})
-		}
+	return []libraryCandidate{
+		{source: "$" + LibraryEnv, reason: "not set"},
+		{source: "system loader", path: systemLibrary},
 	}
-	return append(out, libraryCandidate{source: "system loader", path: systemLibrary})
-}
-
-// findRepositoryRoot walks up from dir to the first directory holding include/peer_registry.h.
-func findRepositoryRoot(dir string) string {
-	dir = filepath.Clean(dir)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "include", "peer_registry.h")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
-// sourceDir is the directory of this file when it was compiled, if that is a real path
-// (it is not under -trimpath).
-func sourceDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok || !filepath.IsAbs(file) {
-		return ""
-	}
-	return filepath.Dir(file)
 }
 
 // LoadLibrary loads libpeerregistry from path, which takes precedence over every other place.
@@ -141,7 +101,8 @@ func LoadLibrary(path string) error {
 	return ensureLoaded(path)
 }
 
-// LibraryPath returns the path the library was loaded from, or "" before it is loaded.
+// LibraryPath returns the file the library was loaded from — for the system loader, the file
+// it found for libpeerregistry.so.0 — or "" before it is loaded.
 func LibraryPath() string {
 	loadMu.Lock()
 	defer loadMu.Unlock()
@@ -155,19 +116,24 @@ func ensureLoaded(explicit string) error {
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if loaded.Load() {
-		if explicit == "" || sameFile(explicit, loadedPath) {
+		if explicit == "" || explicit == loadedAs || sameFile(explicit, loadedPath) {
 			return nil
 		}
 		return &Error{Code: CodeInvalid, Message: fmt.Sprintf(
 			"LoadLibrary(%q): the library is already loaded from %s", explicit, loadedPath)}
 	}
-	wd, _ := os.Getwd()
-	api, path, err := loadFirst(libraryCandidates(explicit, os.Getenv(LibraryEnv), sourceDir(), wd))
+	api, path, err := loadFirst(libraryCandidates(explicit, os.Getenv(LibraryEnv)))
 	if err != nil {
 		return err
 	}
 	cInstall(api)
+	loadedAs = path
 	loadedPath = path
+	if !strings.ContainsRune(path, '/') { // found by the system loader: say which file
+		if file := cAPIFile(api); file != "" {
+			loadedPath = file
+		}
+	}
 	loaded.Store(true)
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 // repoRoot is the repository holding this test file.
@@ -59,7 +59,7 @@ func lookupInChild(t *testing.T, env ...string) (path string, errMsg string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, peerregistry.LibraryEnv+"=") {
+		if !strings.HasPrefix(kv, peerregistry.LibraryEnv+"=") && !strings.HasPrefix(kv, "LD_LIBRARY_PATH=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -95,18 +95,21 @@ func TestLibraryLookupInFreshProcesses(t *testing.T) {
 			t.Fatalf("loaded %q (%s), want %q", got, msg, libB)
 		}
 	})
-	t.Run("repository build", func(t *testing.T) {
-		want := filepath.Join(repoRoot(t), "build", "lib", "libpeerregistry.so")
-		got, msg := lookupInChild(t)
-		if _, err := os.Stat(want); err != nil {
-			// Not built in this checkout: the failure must say it looked there.
-			if got != "" || !strings.Contains(msg, want) {
-				t.Fatalf("loaded %q, error %q; want an error naming %s", got, msg, want)
-			}
-			return
+	t.Run("system loader: libpeerregistry.so.0 on LD_LIBRARY_PATH", func(t *testing.T) {
+		soname := filepath.Join(dir, "system", "libpeerregistry.so.0")
+		copyFile(t, real, soname)
+		got, msg := lookupInChild(t, "LD_LIBRARY_PATH="+filepath.Dir(soname))
+		if got != soname {
+			t.Fatalf("loaded %q (%s), want the file the system loader found, %s", got, msg, soname)
 		}
-		if got != want {
-			t.Fatalf("loaded %q (%s), want the repository build %q", got, msg, want)
+	})
+	t.Run("nothing set: no repository build is guessed", func(t *testing.T) {
+		// This test binary runs inside the repository, next to build/lib: the lookup must not
+		// go looking there.
+		got, msg := lookupInChild(t, "LD_LIBRARY_PATH=")
+		if got != "" || !strings.Contains(msg, "system loader libpeerregistry.so.0") ||
+			strings.Contains(msg, filepath.Join(repoRoot(t), "build")) {
+			t.Fatalf("loaded %q, error %q; want only the system loader tried", got, msg)
 		}
 	})
 	t.Run("a configured path that fails is not replaced by another library", func(t *testing.T) {

@@ -12,25 +12,48 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
-// pingServer answers MCP JSON-RPC ping like any MCP server, and counts the pings.
+// pingServer answers MCP on /mcp as servers do — initialize (with an Mcp-Session-Id),
+// notifications (202), ping, DELETE of the session — and counts the pings. A bare ping is
+// answered too, so the tests hold whether the probe pings directly or after the handshake.
 func pingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	pings := new(atomic.Int32)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/mcp" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Method == http.MethodDelete {
+			return // 200
+		}
 		var req struct {
 			ID     json.RawMessage `json:"id"`
 			Method string          `json:"method"`
+			Params struct {
+				ProtocolVersion string `json:"protocolVersion"`
+			} `json:"params"`
 		}
-		if r.Method != http.MethodPost || r.URL.Path != "/mcp" || json.NewDecoder(r.Body).Decode(&req) != nil || req.Method != "ping" {
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&req) != nil || req.Method == "" {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		pings.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, req.ID)
+		switch {
+		case req.ID == nil:
+			w.WriteHeader(http.StatusAccepted)
+		case req.Method == "initialize":
+			w.Header().Set("Mcp-Session-Id", "probe-session")
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":%q,"capabilities":{},"serverInfo":{"name":"probe-test","version":"0"}}}`,
+				req.ID, req.Params.ProtocolVersion)
+		case req.Method == "ping":
+			pings.Add(1)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{}}`, req.ID)
+		default:
+			http.Error(w, "bad request", http.StatusBadRequest)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	return srv, pings

@@ -30,7 +30,7 @@ type Options struct {
 	// Path is the registry file; "" means $PEER_REGISTRY_PATH, else ~/.peer-plan/servers.json.
 	Path string
 	// Library is the path of libpeerregistry.so to load; "" means the usual lookup
-	// ($PEER_REGISTRY_LIB, the repository's build/lib, the system loader).
+	// ($PEER_REGISTRY_LIB, the system loader).
 	Library string
 }
 
@@ -173,8 +173,8 @@ func (r *Registry) Prune(ctx context.Context) (int, error) {
 	return removed, err
 }
 
-// Probe checks the live entry id by its transport — a TCP connect for ws, an MCP "ping"
-// JSON-RPC over HTTP for http and sse — and records the outcome: success makes it HEALTHY;
+// Probe checks the live entry id by its transport as peerreg_probe does — MCP over HTTP for
+// http and sse, a TCP connect for ws (peer_registry.h says exactly what) — and records the outcome: success makes it HEALTHY;
 // consecutive failures (Health.ConsecutiveFailures) make it DEGRADED after 1 and DOWN after 3.
 // It returns the entry as stored afterwards. A failed probe is not an error: it is recorded.
 // ErrNotFound when there is no live entry id.
@@ -251,7 +251,7 @@ func (r *Registry) List(f Filter) (ListResult, error) {
 		return ListResult{}, err
 	}
 	var res ListResult
-	if err := res.UnmarshalJSON(out); err != nil {
+	if err := json.Unmarshal(out, &res); err != nil {
 		return ListResult{}, decodeError(err)
 	}
 	return res, nil

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 func TestVersionMatchesHeader(t *testing.T) {

@@ -22,6 +22,9 @@ if [ -z "${PEER_REGISTRY_LIB:-}" ] && [ ! -f "$root/build/lib/libpeerregistry.so
   echo "run-tests: $root/build/lib/libpeerregistry.so is missing; building it with make lib" >&2
   make -C "$root" lib
 fi
+# The binding never guesses where a build is: the tests name the repository's explicitly
+# (the lookup tests set their own per child process).
+export PEER_REGISTRY_LIB="${PEER_REGISTRY_LIB:-$root/build/lib/libpeerregistry.so}"
 
 cd "$here"
 go vet ./...

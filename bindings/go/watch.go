@@ -2,6 +2,7 @@ package peerregistry
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 )
 
@@ -99,7 +100,7 @@ func (w *Watcher) run(ctx context.Context, handle *cWatch) {
 			continue
 		}
 		var ev Event
-		if err := ev.UnmarshalJSON(data); err != nil {
+		if err := json.Unmarshal(data, &ev); err != nil {
 			w.fail(decodeError(err))
 			return
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 const eventTimeout = 5 * time.Second

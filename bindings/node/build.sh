@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the N-API addon bindings/node/build/peer_registry.node from src/addon.c.
-# Plain C against Node's own headers: no node-gyp, no downloads. libpeerregistry is not linked;
-# the addon dlopen()s it at run time (see index.js for where it looks).
+# Builds the N-API addon build/peer_registry.node (in this package's directory) from
+# src/addon.c and include/peer_registry.h, both inside the package. Plain C against Node's own
+# headers: no node-gyp, no downloads. libpeerregistry is not linked; the addon dlopen()s it at
+# run time (see "Finding the library" in README.md). An addon built here is preferred over the
+# package's prebuilt one (prebuilds/<platform>-<arch>/).
 #   NODE_INCLUDE  directory holding node_api.h (default: next to the running node, else
 #                 /usr/include/node)
 #   CC, CFLAGS    compiler and extra flags
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
 
 if [[ -z "${NODE_INCLUDE:-}" ]]; then
     node_bin="$(command -v node || true)"
@@ -27,7 +28,7 @@ out="$here/build/peer_registry.node"
 tmp="$out.tmp.$$"
 ${CC:-cc} -std=gnu11 -O2 -g -fPIC -shared -fvisibility=hidden \
     -Wall -Wextra -Werror \
-    -I"$NODE_INCLUDE" -I"$repo/include" \
+    -I"$NODE_INCLUDE" -I"$here/include" \
     ${CFLAGS:-} \
     "$here/src/addon.c" -o "$tmp" -ldl -lpthread
 mv -f "$tmp" "$out"

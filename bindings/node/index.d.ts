@@ -123,7 +123,7 @@ export interface OpenOptions {
 }
 
 export interface LibraryAttempt {
-  place: 'explicit path argument' | 'PEER_REGISTRY_LIB' | 'repository build' | 'system loader';
+  place: 'explicit path argument' | 'PEER_REGISTRY_LIB' | 'package copy' | 'system loader';
   /** null when the place was not configured. */
   path: string | null;
   reason: string;
@@ -137,11 +137,12 @@ export interface LibraryNotFoundError extends Error {
 
 /**
  * Loads libpeerregistry once per process and returns the real path loaded, from the first of:
- * the explicit path, $PEER_REGISTRY_LIB, the repository's build/lib/libpeerregistry.so, the
- * system loader (libpeerregistry.so.0). A place that is given (or, for the repository build,
- * exists) but does not load is an error, not a reason to try the next. Throws a
- * LibraryNotFoundError ('ERR_PEERREG_LIBRARY_NOT_FOUND') naming every place tried, or an Error
- * with code 'ERR_PEERREG_LIBRARY_CONFLICT' when another library file is already loaded.
+ * the explicit path, $PEER_REGISTRY_LIB, the copy the package ships
+ * (prebuilds/<platform>-<arch>/libpeerregistry.so.0), the system loader (libpeerregistry.so.0).
+ * A place that is given (or, for the package copy, exists) but does not load is an error, not
+ * a reason to try the next. Throws a LibraryNotFoundError ('ERR_PEERREG_LIBRARY_NOT_FOUND')
+ * naming every place tried, or an Error with code 'ERR_PEERREG_LIBRARY_CONFLICT' when another
+ * library file is already loaded.
  */
 export function loadLibrary(path?: string): string;
 /** The real path of the loaded library, or null. */
@@ -154,7 +155,8 @@ export function versionNumber(): number;
 export function errstr(code: number): string;
 
 /**
- * An open registry. Synchronous calls; writes are durable when they return.
+ * An open registry. Synchronous calls (see `promises` for the same calls off the event loop);
+ * writes are durable when they return.
  * Closing unregisters the entries this handle registered with "lease" liveness; an unreachable
  * handle is closed by its finalizer, so keep a reference while your entries should stay.
  */
@@ -179,8 +181,8 @@ export class Registry {
   setHealth(id: string, status: HealthStatus | number, message?: string | null): void;
   heartbeat(id: string): void;
   /**
-   * Probes `id` by its transport (MCP ping over HTTP for http/sse, TCP connect for ws) off the
-   * event loop and records the outcome: HEALTHY on success, DEGRADED after 1 failure, DOWN
+   * Probes `id` by its transport as peerreg_probe does (MCP over HTTP for http/sse, TCP connect
+   * for ws) off the event loop and records the outcome: HEALTHY on success, DEGRADED after 1 failure, DOWN
    * after 3 (health.consecutiveFailures). A failed probe resolves too; rejects with
    * PEERREG_ENOTFOUND when there is no live entry `id`.
    */
@@ -188,8 +190,49 @@ export class Registry {
   /** Removes dead entries now; returns how many. */
   prune(): number;
   watch(): Watch;
+  /** The same handle with promise-returning calls run on libuv's thread pool. */
+  readonly promises: RegistryPromises;
   [Symbol.dispose](): void;
 }
+
+/**
+ * A registry whose calls return promises and run on libuv's thread pool (like fs.promises):
+ * a write waiting for another process's lock (up to 5 s, or $PEER_REGISTRY_LOCK_TIMEOUT_MS)
+ * or a probe waiting on the network never blocks the event loop. Made by
+ * `require('peer-registry/promises').open()` or `registry.promises`; shares the handle (and
+ * its leases) with `sync`. Bad arguments reject, never throw.
+ */
+export class RegistryPromises {
+  private constructor();
+  /** The synchronous Registry with the same handle. */
+  readonly sync: Registry;
+  readonly path: string | null;
+  readonly closed: boolean;
+  /** Idempotent; unregisters this handle's lease entries. */
+  close(): Promise<void>;
+  register(entry: NewServerEntry | string): Promise<ServerEntry>;
+  unregister(id: string): Promise<void>;
+  get(id: string): Promise<ServerEntry>;
+  list(filter?: ListFilter | string): Promise<ServerEntry[]>;
+  listWithGeneration(filter?: ListFilter | string): Promise<ListResult>;
+  resolve(kind: number, name: string): Promise<ServerEntry>;
+  resolveTool(name: string): Promise<ServerEntry>;
+  resolveResource(uri: string): Promise<ServerEntry>;
+  resolvePrompt(name: string): Promise<ServerEntry>;
+  setHealth(id: string, status: HealthStatus | number, message?: string | null): Promise<void>;
+  heartbeat(id: string): Promise<void>;
+  /** Resolves with how many dead entries were removed. */
+  prune(): Promise<number>;
+  probe(id: string, options?: ProbeOptions): Promise<ServerEntry>;
+  watch(): Watch;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The promise API, also require('peer-registry/promises'). */
+export const promises: Readonly<{
+  open(options?: string | OpenOptions): Promise<RegistryPromises>;
+  Registry: typeof RegistryPromises;
+}>;
 
 /**
  * Registry changes on the event loop (no threads). An open watch keeps the process alive;
@@ -220,6 +263,8 @@ export function open(options?: string | OpenOptions): Registry;
 declare const peerRegistry: {
   open: typeof open;
   Registry: typeof Registry;
+  RegistryPromises: typeof RegistryPromises;
+  promises: typeof promises;
   Watch: typeof Watch;
   PeerRegistryError: typeof PeerRegistryError;
   loadLibrary: typeof loadLibrary;

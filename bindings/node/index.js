@@ -7,17 +7,28 @@ const path = require('node:path');
 const fs = require('node:fs');
 const { EventEmitter } = require('node:events');
 
-const ADDON_PATH = path.join(__dirname, 'build', 'peer_registry.node');
-const REPO_LIBRARY = path.resolve(__dirname, '..', '..', 'build', 'lib', 'libpeerregistry.so');
+// Where the native parts live inside this package. An addon built from source with build.sh
+// (build/) wins over the prebuilt one shipped for this platform (prebuilds/<platform>-<arch>/);
+// the library the package ships sits beside the prebuilt addon.
+const PLATFORM_DIR = path.join(__dirname, 'prebuilds', `${process.platform}-${process.arch}`);
+const BUILT_ADDON = path.join(__dirname, 'build', 'peer_registry.node');
+const PREBUILT_ADDON = path.join(PLATFORM_DIR, 'peer_registry.node');
+const PACKAGE_LIBRARY = path.join(PLATFORM_DIR, 'libpeerregistry.so.0');
 const SYSTEM_LIBRARY = 'libpeerregistry.so.0';
 
 function loadAddon() {
+  const addonPath = fs.existsSync(BUILT_ADDON) ? BUILT_ADDON : PREBUILT_ADDON;
   try {
-    return require(ADDON_PATH);
+    return require(addonPath);
   } catch (cause) {
+    const missing = !fs.existsSync(addonPath);
     const error = new Error(
-      `peer-registry: cannot load the native addon ${ADDON_PATH} (${cause.message}); ` +
-        `build it with ${path.join(__dirname, 'build.sh')}`,
+      missing
+        ? `peer-registry: no native addon for ${process.platform}-${process.arch} in this ` +
+            `package (looked for ${BUILT_ADDON} and ${PREBUILT_ADDON}); build one with ` +
+            `${path.join(__dirname, 'build.sh')} (needs cc and Node's headers)`
+        : `peer-registry: cannot load the native addon ${addonPath} (${cause.message}); ` +
+            `rebuild it with ${path.join(__dirname, 'build.sh')}`,
       { cause },
     );
     error.code = 'ERR_PEERREG_ADDON';
@@ -64,12 +75,13 @@ function libraryNotFound(tried) {
 }
 
 /*
- * The lookup rule, shared with the Python and Go bindings:
- *   1. the explicit path argument (open({lib}) or loadLibrary(path));
- *   2. else $PEER_REGISTRY_LIB;
- *   3. else the repository build, ../../build/lib/libpeerregistry.so from this package;
- *   4. else the system loader (libpeerregistry.so.0).
- * A place that is given (1, 2) or exists (3) but does not load is an error, never a reason to
+ * The lookup rule, the same in the Python and Go bindings (docs/ABI.md, "Finding the library"):
+ *   0. an explicit path argument (open({lib}) or loadLibrary(path)), when given;
+ *   1. else $PEER_REGISTRY_LIB, when set;
+ *   2. else the copy this package ships, prebuilds/<platform>-<arch>/libpeerregistry.so.0,
+ *      when it exists;
+ *   3. else the system's libpeerregistry.so.0 (plain dlopen by SONAME: ld.so's search path).
+ * A place that is given (0, 1) or exists (2) but does not load is an error, never a reason to
  * load another build instead: that would hide the mistake. The error names each place tried.
  */
 function locateLibrary(explicitPath) {
@@ -90,11 +102,11 @@ function locateLibrary(explicitPath) {
   const fromEnv = process.env.PEER_REGISTRY_LIB;
   if (fromEnv) return attempt('PEER_REGISTRY_LIB', path.resolve(fromEnv));
   tried.push({ place: 'PEER_REGISTRY_LIB', path: null, reason: 'not set' });
-  if (fs.existsSync(REPO_LIBRARY)) return attempt('repository build', REPO_LIBRARY);
+  if (fs.existsSync(PACKAGE_LIBRARY)) return attempt('package copy', PACKAGE_LIBRARY);
   tried.push({
-    place: 'repository build',
-    path: REPO_LIBRARY,
-    reason: 'does not exist (build it with `make lib`)',
+    place: 'package copy',
+    path: PACKAGE_LIBRARY,
+    reason: `does not exist (this package ships no library for ${process.platform}-${process.arch})`,
   });
   return attempt('system loader', SYSTEM_LIBRARY);
 }
@@ -247,15 +259,15 @@ class Registry {
   }
 
   /**
-   * Checks `id` now by its transport (an MCP "ping" JSON-RPC over HTTP for http/sse, a TCP
-   * connect for ws) and records the outcome: success makes it HEALTHY; failures count up in
+   * Checks `id` now by its transport, as peerreg_probe does (MCP over HTTP for http/sse, a TCP
+   * connect for ws; include/peer_registry.h says exactly what) and records the outcome: success makes it HEALTHY; failures count up in
    * health.consecutiveFailures, DEGRADED after 1 and DOWN after 3. A failed probe is recorded,
    * not thrown. Resolves with the entry as stored after the probe; rejects with
    * PEERREG_ENOTFOUND when there is no live entry `id`. The wait (up to `timeoutMs`, default
    * 2000; 0 or less: the library's default) happens off the event loop.
    */
   async probe(id, { timeoutMs = 2000 } = {}) {
-    return JSON.parse(await native.probe(this._handle, id, timeoutMs));
+    return this.promises.probe(id, { timeoutMs });
   }
 
   /** Removes dead entries and orphaned leases now; returns how many entries were removed. */
@@ -267,10 +279,127 @@ class Registry {
   watch() {
     return new Watch(this._handle);
   }
+
+  /**
+   * The same handle with every call returning a promise, run on libuv's thread pool (like
+   * fs.promises): see RegistryPromises. One object per registry.
+   */
+  get promises() {
+    if (this._promises === undefined) this._promises = new RegistryPromises(this);
+    return this._promises;
+  }
 }
 
 if (typeof Symbol.dispose === 'symbol') {
   Registry.prototype[Symbol.dispose] = Registry.prototype.close;
+}
+
+const ops = native.asyncOps;
+
+/**
+ * A registry whose calls return promises and never block the event loop: each runs on libuv's
+ * thread pool (as fs.promises does), so a write waiting for another process's lock (up to 5 s,
+ * or $PEER_REGISTRY_LOCK_TIMEOUT_MS) or a probe waiting on the network leaves timers, sockets
+ * and the rest of the program running. Made by require('peer-registry/promises').open() or
+ * registry.promises; shares its handle (and its leases) with the synchronous Registry `sync`.
+ * Bad arguments reject (never throw); results are what the synchronous methods return.
+ */
+class RegistryPromises {
+  constructor(registry) {
+    if (!(registry instanceof Registry)) {
+      const error = new TypeError('RegistryPromises is made by open() or registry.promises');
+      error.code = 'ERR_INVALID_ARG_TYPE';
+      throw error;
+    }
+    /** The synchronous Registry with the same handle. */
+    this.sync = registry;
+  }
+
+  /** The path given when opening (null: the library's default). */
+  get path() {
+    return this.sync.path;
+  }
+
+  get closed() {
+    return this.sync.closed;
+  }
+
+  /** Closes the handle (idempotent); unregisters this handle's lease entries. */
+  async close() {
+    this.sync.close();
+  }
+
+  async _call(op, text, number, message) {
+    return native.callAsync(op, this.sync._handle, text, number, message);
+  }
+
+  async _json(op, text, number) {
+    return JSON.parse(await this._call(op, text, number));
+  }
+
+  /** Registers (or re-registers) one server; resolves with the entry as stored. */
+  async register(entry) {
+    return this._json(ops.register, jsonArgument(entry));
+  }
+
+  async unregister(id) {
+    await this._call(ops.unregister, id);
+  }
+
+  async get(id) {
+    return this._json(ops.get, id);
+  }
+
+  async list(filter) {
+    return (await this.listWithGeneration(filter)).servers;
+  }
+
+  async listWithGeneration(filter) {
+    return this._json(ops.list, jsonArgument(filter));
+  }
+
+  async resolve(kind, name) {
+    return this._json(ops.resolve, name, kind);
+  }
+
+  async resolveTool(name) {
+    return this.resolve(kinds.TOOL, name);
+  }
+
+  async resolveResource(uri) {
+    return this.resolve(kinds.RESOURCE, uri);
+  }
+
+  async resolvePrompt(name) {
+    return this.resolve(kinds.PROMPT, name);
+  }
+
+  async setHealth(id, status, message) {
+    await this._call(ops.setHealth, id, healthStatus(status), message ?? null);
+  }
+
+  async heartbeat(id) {
+    await this._call(ops.heartbeat, id);
+  }
+
+  /** Resolves with how many dead entries were removed. */
+  async prune() {
+    return this._call(ops.prune);
+  }
+
+  /** See Registry.probe. */
+  async probe(id, { timeoutMs = 2000 } = {}) {
+    return this._json(ops.probe, id, timeoutMs);
+  }
+
+  /** A Watch (events arrive on the event loop already; nothing here blocks). */
+  watch() {
+    return this.sync.watch();
+  }
+}
+
+if (typeof Symbol.asyncDispose === 'symbol') {
+  RegistryPromises.prototype[Symbol.asyncDispose] = RegistryPromises.prototype.close;
 }
 
 /**
@@ -336,9 +465,22 @@ function open(options) {
   return new Registry(options);
 }
 
+/**
+ * The promise API (require('peer-registry/promises')): open() resolves with a RegistryPromises.
+ * Opening itself is quick (it creates the directory and checks its permissions; no lock).
+ */
+const promises = Object.freeze({
+  async open(options) {
+    return new Registry(options).promises;
+  },
+  Registry: RegistryPromises,
+});
+
 module.exports = {
   open,
   Registry,
+  RegistryPromises,
+  promises,
   Watch,
   PeerRegistryError,
   loadLibrary,

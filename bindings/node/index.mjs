@@ -7,6 +7,8 @@ const peerRegistry = require('./index.js');
 export const {
   open,
   Registry,
+  RegistryPromises,
+  promises,
   Watch,
   PeerRegistryError,
   loadLibrary,

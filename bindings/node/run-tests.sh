@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the addon and runs the Node binding's tests against the repository's library
-# (build/lib/libpeerregistry.so, made by `make lib`). Exits non-zero on any failure.
+# (build/lib/libpeerregistry.so, made by `make lib`), named through PEER_REGISTRY_LIB: the
+# package itself never guesses where a repository is. Exits non-zero on any failure.
 # Works from any directory, in a fresh clone once the library is built.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,8 +14,8 @@ fi
 
 "$here/build.sh"
 
-# The tests choose the library themselves (lookup tests set PEER_REGISTRY_LIB per child);
-# an inherited value would make them test something else.
-unset PEER_REGISTRY_LIB PEER_REGISTRY_PATH
+# The lookup tests choose the library per child process; everything else uses this one.
+export PEER_REGISTRY_LIB="$repo/build/lib/libpeerregistry.so"
+unset PEER_REGISTRY_PATH
 cd "$repo"
 exec node --test bindings/node/test/

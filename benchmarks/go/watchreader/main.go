@@ -19,7 +19,7 @@ import (
 	"fmt"
 	"os"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 func main() {

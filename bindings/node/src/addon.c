@@ -2,10 +2,11 @@
  * addon.c — the N-API skin of libpeerregistry for Node.js.
  *
  * The library is not linked at build time: loadLibrary() dlopen()s the path that the JS side
- * chose (explicit argument, PEER_REGISTRY_LIB, the repository build, the system loader) and
- * resolves every peerreg_* symbol with dlsym(). Each peerreg_* signature is taken from
- * include/peer_registry.h with __typeof__, so a change in the header breaks this build instead
- * of silently calling a function with the wrong arguments.
+ * chose (explicit argument, PEER_REGISTRY_LIB, the package's copy, the system loader) and
+ * resolves every peerreg_* symbol with dlsym(). Each peerreg_* signature is taken from the
+ * package's copy of the header (include/peer_registry.h beside this directory, kept identical
+ * to the repository's by a test) with __typeof__, so a change in the header breaks this build
+ * instead of silently calling a function with the wrong arguments.
  *
  * What this file adds to the C ABI, and nothing more:
  *   - handles as JS externals with finalizers (a handle the program forgot to close is closed
@@ -13,8 +14,9 @@
  *   - a closed handle is still passed to the library, which answers PEERREG_ECLOSED (handles
  *     are ids in a table, never dereferenced nor reused: see peerreg_close in the header);
  *   - library errors become instances of the JS error class registered with init();
- *   - peerreg_probe, which blocks on the network, runs on the libuv thread pool and settles a
- *     promise (handles are thread-safe); every other call is quick and synchronous;
+ *   - callAsync runs any call (the writes, which wait for the file lock; probe, which waits on
+ *     the network; the reads) on the libuv thread pool and settles a promise (handles are
+ *     thread-safe); the synchronous functions call the library on the loop's thread;
  *   - watch fds are polled by libuv on the env's loop (uv_poll_t): no threads.
  *
  * Every N-API call is wrapped in NODE_API_CALL (or a variant for void contexts), which turns a
@@ -208,7 +210,7 @@ static napi_value take_library_string(napi_env env, char *s) {
 
 /* ---- arguments ----------------------------------------------------------------------------- */
 
-#define MAX_ARGS 4
+#define MAX_ARGS 5
 
 typedef struct {
     size_t argc;
@@ -495,59 +497,109 @@ static napi_value js_prune(napi_env env, napi_callback_info info) {
     return result;
 }
 
-/* ---- probe (off the event loop) ------------------------------------------------------------- */
+/* ---- calls off the event loop --------------------------------------------------------------- */
 
-/* peerreg_probe waits on the network for up to its timeout, so it runs on the libuv thread
- * pool: a probe of a server living in this very process must not block the loop that would
- * answer it. The registry handle is thread-safe (header); the work holds a reference to the
- * handle's external so its finalizer cannot close the handle while the probe runs. */
+/* A write waits for servers.json.lock (up to 5 s, or $PEER_REGISTRY_LOCK_TIMEOUT_MS) and then
+ * fsyncs twice; a probe waits on the network. Run on the event loop, either freezes every timer
+ * and socket of the process for that long — and a probe of a server living in this very process
+ * would block the loop that has to answer it. So every call of the promise API runs here, on the
+ * libuv thread pool, and settles a promise back on the loop. The registry handle is thread-safe
+ * (header); the work holds a reference to the handle's external so that its finalizer cannot
+ * close the handle while the call runs (close() may: the library then answers PEERREG_ECLOSED
+ * or finishes the call first, both defined). */
+typedef enum {
+    ASYNC_REGISTER = 1,
+    ASYNC_UNREGISTER,
+    ASYNC_GET,
+    ASYNC_LIST,
+    ASYNC_RESOLVE,
+    ASYNC_SET_HEALTH,
+    ASYNC_HEARTBEAT,
+    ASYNC_PRUNE,
+    ASYNC_PROBE,
+    ASYNC_OP_COUNT
+} async_op;
+
 typedef struct {
     napi_async_work work;
     napi_deferred deferred;
     napi_ref handle_ref;
     peerreg_registry *reg;
-    char *id;
-    int timeout_ms;
+    async_op op;
+    char *text;      /* entry JSON, id, filter JSON or name (NULL: none) */
+    char *message;   /* setHealth's message (NULL: none) */
+    int32_t number;  /* resolve's kind, setHealth's status, probe's timeout */
     int rc;
-    char *out;
+    int removed;     /* prune's result */
+    char *out;       /* a library string, for the calls that return one */
     peerreg_error *err;
-} probe_work;
+} async_call;
 
-static void probe_work_free(napi_env env, probe_work *w) {
-    if (w->work) NODE_API_CALL_RELEASE(env, napi_delete_async_work(env, w->work));
-    if (w->handle_ref) NODE_API_CALL_RELEASE(env, napi_delete_reference(env, w->handle_ref));
-    free(w->id);
-    free(w);
+static void async_call_free(napi_env env, async_call *c) {
+    if (c->work) NODE_API_CALL_RELEASE(env, napi_delete_async_work(env, c->work));
+    if (c->handle_ref) NODE_API_CALL_RELEASE(env, napi_delete_reference(env, c->handle_ref));
+    free(c->text);
+    free(c->message);
+    free(c);
 }
 
-static void probe_execute(napi_env env, void *data) {
+/* On a thread-pool thread: only the library is touched here, never N-API. */
+static void async_execute(napi_env env, void *data) {
     (void)env;
-    probe_work *w = data;
-    w->rc = lib.probe_(w->reg, w->id, w->timeout_ms, &w->out, &w->err);
+    async_call *c = data;
+    switch (c->op) {
+    case ASYNC_REGISTER: c->rc = lib.register_(c->reg, c->text, &c->out, &c->err); break;
+    case ASYNC_UNREGISTER: c->rc = lib.unregister_(c->reg, c->text, &c->err); break;
+    case ASYNC_GET: c->rc = lib.get_(c->reg, c->text, &c->out, &c->err); break;
+    case ASYNC_LIST: c->rc = lib.list_(c->reg, c->text, &c->out, &c->err); break;
+    case ASYNC_RESOLVE: c->rc = lib.resolve_(c->reg, c->number, c->text, &c->out, &c->err); break;
+    case ASYNC_SET_HEALTH:
+        c->rc = lib.set_health_(c->reg, c->text, c->number, c->message, &c->err);
+        break;
+    case ASYNC_HEARTBEAT: c->rc = lib.heartbeat_(c->reg, c->text, &c->err); break;
+    case ASYNC_PRUNE: c->rc = lib.prune_(c->reg, &c->removed, &c->err); break;
+    case ASYNC_PROBE: c->rc = lib.probe_(c->reg, c->text, c->number, &c->out, &c->err); break;
+    default: c->rc = PEERREG_EINVAL; break; /* unreachable: js_call_async checks op */
+    }
 }
 
-static void probe_complete(napi_env env, napi_status status, void *data) {
-    probe_work *w = data;
+static bool async_returns_string(async_op op) {
+    return op == ASYNC_REGISTER || op == ASYNC_GET || op == ASYNC_LIST || op == ASYNC_RESOLVE ||
+           op == ASYNC_PROBE;
+}
+
+/* Back on the loop: resolve with the result (a JSON string, the number removed, or undefined)
+ * or reject with the library's error. */
+static void async_complete(napi_env env, napi_status status, void *data) {
+    async_call *c = data;
     napi_value value = NULL;
     bool ok = false;
     if (status != napi_ok) {
-        lib.free_(w->out);
-        lib.error_free_(w->err);
+        lib.free_(c->out);
+        lib.error_free_(c->err);
         napi_value code = NULL, message = NULL;
         if (napi_create_string_utf8(env, "ERR_PEERREG_NAPI", NAPI_AUTO_LENGTH, &code) == napi_ok &&
-            napi_create_string_utf8(env, "peer-registry addon: the probe was cancelled",
+            napi_create_string_utf8(env, "peer-registry addon: the call was cancelled",
                                     NAPI_AUTO_LENGTH, &message) == napi_ok)
             NODE_API_CALL_RELEASE(env, napi_create_error(env, code, message, &value));
-    } else if (w->rc != PEERREG_OK) {
-        lib.free_(w->out);
-        value = take_library_error(env, w->rc, w->err);
+    } else if (c->rc != PEERREG_OK) {
+        lib.free_(c->out);
+        value = take_library_error(env, c->rc, c->err);
     } else {
-        lib.error_free_(w->err);
-        value = take_library_string(env, w->out);
+        lib.error_free_(c->err);
+        if (async_returns_string(c->op)) {
+            value = take_library_string(env, c->out);
+        } else {
+            lib.free_(c->out); /* NULL: no out parameter was passed */
+            if (c->op == ASYNC_PRUNE)
+                NODE_API_CALL_RELEASE(env, napi_create_int32(env, c->removed, &value));
+            else
+                NODE_API_CALL_RELEASE(env, napi_get_undefined(env, &value));
+        }
         ok = value != NULL;
     }
-    w->out = NULL;
-    w->err = NULL;
+    c->out = NULL;
+    c->err = NULL;
     if (!value) {
         /* Building the result failed and left an exception pending: reject with it. */
         bool pending = false;
@@ -556,57 +608,67 @@ static void probe_complete(napi_env env, napi_status status, void *data) {
         if (!value) NODE_API_CALL_RELEASE(env, napi_get_undefined(env, &value));
     }
     if (ok)
-        NODE_API_CALL_RELEASE(env, napi_resolve_deferred(env, w->deferred, value));
+        NODE_API_CALL_RELEASE(env, napi_resolve_deferred(env, c->deferred, value));
     else
-        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, w->deferred, value));
-    probe_work_free(env, w);
+        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, c->deferred, value));
+    async_call_free(env, c);
 }
 
-/* probe(handle, id, timeoutMs) -> Promise<entry JSON> */
-static napi_value js_probe(napi_env env, napi_callback_info info) {
+/* callAsync(op, handle, text | null, number, message | null) -> Promise. Arguments are checked
+ * here, on the loop, and a bad one throws at once (the JS side turns that into a rejection);
+ * `number` is read only by the calls that use it. */
+static napi_value js_call_async(napi_env env, napi_callback_info info) {
     call_args a;
+    int32_t op = 0, number = 0;
     peerreg_registry *reg = NULL;
-    int32_t timeout_ms = 0;
-    char *id = NULL;
-    if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
-        !get_int32(env, a.argv[2], "timeoutMs", &timeout_ms) ||
-        !get_optional_string(env, a.argv[1], "id", &id))
+    if (!get_args(env, info, &a) || !get_int32(env, a.argv[0], "op", &op)) return NULL;
+    if (op < ASYNC_REGISTER || op >= ASYNC_OP_COUNT) {
+        throw_type_error(env, "ERR_OUT_OF_RANGE", "op", "is not a known call");
         return NULL;
-    probe_work *w = calloc(1, sizeof *w);
-    if (!w) {
-        free(id);
+    }
+    bool uses_number = op == ASYNC_RESOLVE || op == ASYNC_SET_HEALTH || op == ASYNC_PROBE;
+    if (!get_library_registry(env, a.argv[1], &reg) ||
+        (uses_number && !get_int32(env, a.argv[3], "number", &number)))
+        return NULL;
+    async_call *c = calloc(1, sizeof *c);
+    if (!c) {
         napi_throw_error(env, "ERR_PEERREG_NOMEM", "out of memory");
         return NULL;
     }
-    w->reg = reg;
-    w->id = id;
-    w->timeout_ms = timeout_ms;
-#define PROBE_CALL(call)                                                                       \
+    c->reg = reg;
+    c->op = (async_op)op;
+    c->number = number;
+    if (!get_optional_string(env, a.argv[2], "argument", &c->text) ||
+        (op == ASYNC_SET_HEALTH && !get_optional_string(env, a.argv[4], "message", &c->message))) {
+        async_call_free(env, c);
+        return NULL;
+    }
+#define ASYNC_CALL(call)                                                                       \
     do {                                                                                       \
         napi_status s_ = (call);                                                               \
         if (s_ != napi_ok) {                                                                   \
-            probe_work_free(env, w);                                                           \
+            async_call_free(env, c);                                                           \
             throw_napi_failure(env, #call, s_);                                                \
             return NULL;                                                                       \
         }                                                                                      \
     } while (0)
     napi_value promise, resource_name;
-    PROBE_CALL(napi_create_reference(env, a.argv[0], 1, &w->handle_ref));
-    PROBE_CALL(napi_create_string_utf8(env, "PeerRegistryProbe", NAPI_AUTO_LENGTH,
+    ASYNC_CALL(napi_create_reference(env, a.argv[1], 1, &c->handle_ref));
+    ASYNC_CALL(napi_create_string_utf8(env, "PeerRegistryCall", NAPI_AUTO_LENGTH,
                                        &resource_name));
-    PROBE_CALL(napi_create_async_work(env, NULL, resource_name, probe_execute, probe_complete, w,
-                                      &w->work));
-    PROBE_CALL(napi_create_promise(env, &w->deferred, &promise));
-    napi_status st = napi_queue_async_work(env, w->work);
+    ASYNC_CALL(napi_create_async_work(env, NULL, resource_name, async_execute, async_complete, c,
+                                      &c->work));
+    ASYNC_CALL(napi_create_promise(env, &c->deferred, &promise));
+    napi_status st = napi_queue_async_work(env, c->work);
     if (st != napi_ok) {
         /* The promise exists: settle it rather than leave it pending forever. */
         napi_value error = NULL;
         throw_napi_failure(env, "napi_queue_async_work", st);
         NODE_API_CALL_RELEASE(env, napi_get_and_clear_last_exception(env, &error));
-        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, w->deferred, error));
-        probe_work_free(env, w);
+        NODE_API_CALL_RELEASE(env, napi_reject_deferred(env, c->deferred, error));
+        async_call_free(env, c);
     }
-#undef PROBE_CALL
+#undef ASYNC_CALL
     return promise;
 }
 
@@ -1083,7 +1145,7 @@ NAPI_MODULE_INIT() {
         METHOD("setHealth", js_set_health),
         METHOD("heartbeat", js_heartbeat),
         METHOD("prune", js_prune),
-        METHOD("probe", js_probe),
+        METHOD("callAsync", js_call_async),
         METHOD("watchOpen", js_watch_open),
         METHOD("watchClose", js_watch_close),
         METHOD("watchRef", js_watch_ref),
@@ -1121,5 +1183,15 @@ NAPI_MODULE_INIT() {
     NODE_API_CALL(env, napi_set_named_property(env, exports, "codes", codes));
     NODE_API_CALL(env, napi_set_named_property(env, exports, "kinds", kinds));
     NODE_API_CALL(env, napi_set_named_property(env, exports, "health", health));
+    napi_value ops;
+    NODE_API_CALL(env, napi_create_object(env, &ops));
+    if (!set_int(env, ops, "register", ASYNC_REGISTER) ||
+        !set_int(env, ops, "unregister", ASYNC_UNREGISTER) || !set_int(env, ops, "get", ASYNC_GET) ||
+        !set_int(env, ops, "list", ASYNC_LIST) || !set_int(env, ops, "resolve", ASYNC_RESOLVE) ||
+        !set_int(env, ops, "setHealth", ASYNC_SET_HEALTH) ||
+        !set_int(env, ops, "heartbeat", ASYNC_HEARTBEAT) ||
+        !set_int(env, ops, "prune", ASYNC_PRUNE) || !set_int(env, ops, "probe", ASYNC_PROBE))
+        return NULL;
+    NODE_API_CALL(env, napi_set_named_property(env, exports, "asyncOps", ops));
     return exports;
 }

@@ -10,17 +10,38 @@ const PACKAGE_DIR = path.resolve(__dirname, '..');
 const REPO_DIR = path.resolve(PACKAGE_DIR, '..', '..');
 const FIXTURES = __dirname;
 
+/**
+ * Removes a temporary directory. A registry handle still open on it (node:test runs after
+ * hooks in the order they were added, so a test's own close() comes later) restores its lease
+ * entries when servers.json disappears — the library's anti-entropy — and may recreate the
+ * file while it is being removed: then try again shortly, and a last time at exit.
+ */
+const leftovers = new Set();
+function removeDir(dir) {
+  try {
+    fs.chmodSync(dir, 0o700);
+  } catch {}
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+    leftovers.delete(dir);
+    return true;
+  } catch {
+    leftovers.add(dir);
+    return false;
+  }
+}
+function removeDirSoon(dir, attempt = 0) {
+  if (removeDir(dir) || attempt >= 20) return;
+  setTimeout(() => removeDirSoon(dir, attempt + 1), 25).unref();
+}
+process.on('exit', () => {
+  for (const dir of leftovers) removeDir(dir);
+});
+
 /** A fresh registry path (<tmp>/peerreg-node-XXXX/servers.json), removed after the test. */
 function tempRegistry(t, prefix = 'peerreg-node-') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  if (t) {
-    t.after(() => {
-      try {
-        fs.chmodSync(dir, 0o700);
-      } catch {}
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
-  }
+  if (t) t.after(() => removeDirSoon(dir));
   return { dir, file: path.join(dir, 'servers.json') };
 }
 

@@ -10,6 +10,7 @@ import peerRegistry, { open, Registry, Watch, PeerRegistryError, codes, kinds, h
   from '../index.mjs';
 
 const require = createRequire(import.meta.url);
+const cjs = () => require('../index.js');
 
 test('index.mjs exports the same objects as index.js', () => {
   const cjs = require('../index.js');
@@ -29,6 +30,24 @@ test('the package name resolves through the exports map (import and require)', a
   assert.equal(byName.default, peerRegistry);
   assert.equal(byName.open, open);
   assert.equal(require('peer-registry'), require('../index.js'));
+  const promises = await import('peer-registry/promises');
+  assert.equal(promises.default, require('peer-registry/promises'));
+  assert.equal(promises.Registry, cjs().RegistryPromises);
+  assert.equal(promises.open, cjs().promises.open);
+  assert.equal(promises.PeerRegistryError, PeerRegistryError);
+});
+
+test('peer-registry/promises works from ESM', async (t) => {
+  const { open: openAsync } = await import('peer-registry/promises');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peerreg-node-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const registry = await openAsync(path.join(dir, 'servers.json'));
+  try {
+    await registry.register({ id: 'esm-async', url: 'http://127.0.0.1:4001/mcp' });
+    assert.deepEqual((await registry.list()).map((s) => s.id), ['esm-async']);
+  } finally {
+    await registry.close();
+  }
 });
 
 test('a registry works from ESM', async (t) => {

@@ -1,9 +1,10 @@
 'use strict';
 // Where the library is found: the explicit path argument, else $PEER_REGISTRY_LIB, else the
-// repository's build/lib/libpeerregistry.so, else the system loader (libpeerregistry.so.0).
-// A place given (or, for the repository build, present) that does not load is an error, never
-// a reason to load another build. Loading happens once per process, so every case runs in a
-// child process.
+// copy the package ships (prebuilds/<platform>-<arch>/libpeerregistry.so.0), else the system
+// loader (libpeerregistry.so.0). A place given (or, for the package copy, present) that does
+// not load is an error, never a reason to load another build. Loading happens once per
+// process, so every case runs in a child process. Nothing guesses the repository: the
+// repository's build is used only when PEER_REGISTRY_LIB names it (run-tests.sh does).
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -15,6 +16,7 @@ const peerRegistry = require('..');
 const { PACKAGE_DIR, REPO_DIR, tempRegistry, runNode } = require('../test-support/helpers');
 
 const REPO_LIBRARY = path.join(REPO_DIR, 'build', 'lib', 'libpeerregistry.so');
+const PLATFORM = `${process.platform}-${process.arch}`;
 
 /** Env without any variable that would influence the lookup. */
 function cleanEnv(extra = {}) {
@@ -24,8 +26,13 @@ function cleanEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
+/** The env the other tests run with: the repository's build named explicitly. */
+function repoEnv() {
+  return cleanEnv({ PEER_REGISTRY_LIB: REPO_LIBRARY });
+}
+
 /** Runs `code` in a child with `pr` bound to the package at `packageDir`; returns its JSON. */
-async function inChild(code, { env = cleanEnv(), packageDir = PACKAGE_DIR } = {}) {
+async function inChild(code, { env = repoEnv(), packageDir = PACKAGE_DIR } = {}) {
   const script = `
     const pr = require(${JSON.stringify(packageDir)});
     const out = (() => { ${code} })();
@@ -44,18 +51,25 @@ function libraryCopy(t, name = 'libpeerregistry-copy.so') {
   return copy;
 }
 
-/** The package (JS + built addon) copied where ../../build/lib does not exist. */
-function packageCopy(t) {
+/**
+ * The package laid out as npm installs it, outside the repository: the JS, the addon as the
+ * prebuilt one for this platform and, with `withLibrary`, the library copy it ships beside it.
+ */
+function packageCopy(t, { withLibrary = false } = {}) {
   const { dir } = tempRegistry(t, 'peerreg-pkg-');
-  const target = path.join(dir, 'a', 'b', 'peer-registry');
-  fs.mkdirSync(path.join(target, 'build'), { recursive: true });
-  for (const file of ['package.json', 'index.js', 'index.mjs', 'index.d.ts']) {
+  const target = path.join(dir, 'node_modules', 'peer-registry');
+  const platformDir = path.join(target, 'prebuilds', PLATFORM);
+  fs.mkdirSync(platformDir, { recursive: true });
+  for (const file of ['package.json', 'index.js', 'index.mjs', 'index.d.ts', 'promises.js']) {
     fs.copyFileSync(path.join(PACKAGE_DIR, file), path.join(target, file));
   }
   fs.copyFileSync(
     path.join(PACKAGE_DIR, 'build', 'peer_registry.node'),
-    path.join(target, 'build', 'peer_registry.node'),
+    path.join(platformDir, 'peer_registry.node'),
   );
+  if (withLibrary) {
+    fs.copyFileSync(fs.realpathSync(REPO_LIBRARY), path.join(platformDir, 'libpeerregistry.so.0'));
+  }
   return target;
 }
 
@@ -72,14 +86,33 @@ test('the library is not loaded by require(); open() loads it', async () => {
   assert.equal(value.after, fs.realpathSync(REPO_LIBRARY));
 });
 
-test('default: the repository build', async () => {
-  const { value } = await inChild('return pr.loadLibrary();');
-  assert.equal(value, fs.realpathSync(REPO_LIBRARY));
+test('installed package, nothing set: the library it ships beside its addon', async (t) => {
+  const pkg = packageCopy(t, { withLibrary: true });
+  const { value } = await inChild('return pr.loadLibrary();', { packageDir: pkg, env: cleanEnv() });
+  assert.equal(value, fs.realpathSync(path.join(pkg, 'prebuilds', PLATFORM, 'libpeerregistry.so.0')));
 });
 
-test('PEER_REGISTRY_LIB beats the repository build', async (t) => {
+test('the package copy works: register, list, unregister from an installed layout', async (t) => {
+  const pkg = packageCopy(t, { withLibrary: true });
+  const { file } = tempRegistry(t);
+  const { value } = await inChild(
+    `const r = pr.open(${JSON.stringify(file)});
+     r.register({ id: 'from-package-copy', url: 'http://127.0.0.1:1/mcp' });
+     const ids = r.list().map((e) => e.id);
+     r.unregister('from-package-copy');
+     const after = r.list().length;
+     r.close();
+     return { ids, after };`,
+    { packageDir: pkg, env: cleanEnv() },
+  );
+  assert.deepEqual(value, { ids: ['from-package-copy'], after: 0 });
+});
+
+test('PEER_REGISTRY_LIB beats the package copy', async (t) => {
   const copy = libraryCopy(t);
+  const pkg = packageCopy(t, { withLibrary: true });
   const { value } = await inChild('return pr.loadLibrary();', {
+    packageDir: pkg,
     env: cleanEnv({ PEER_REGISTRY_LIB: copy }),
   });
   assert.equal(value, copy);
@@ -115,6 +148,15 @@ test('the system loader is the last resort (libpeerregistry.so.0 on LD_LIBRARY_P
   assert.equal(value, copy);
 });
 
+test('no repository path is guessed: the package inside the repository, nothing set, is not found',
+  async () => {
+    // bindings/node sits two levels below the repository's build/lib: the old lookup loaded
+    // that; now only PEER_REGISTRY_LIB, the package copy or the system loader count.
+    const error = await errorInChild('pr.loadLibrary()', { env: cleanEnv() });
+    assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
+    assert.ok(!error.message.includes(path.join(REPO_DIR, 'build')), error.message);
+  });
+
 /** The error a child got from `call` (a JS expression that should throw). */
 async function errorInChild(call, options) {
   const { value } = await inChild(
@@ -128,19 +170,19 @@ async function errorInChild(call, options) {
 
 test('not found: the error names every place tried, in order, and why', async (t) => {
   const pkg = packageCopy(t);
-  const repoCandidate = path.resolve(pkg, '..', '..', 'build', 'lib', 'libpeerregistry.so');
-  const error = await errorInChild('pr.loadLibrary()', { packageDir: pkg });
+  const packageLibrary = path.join(pkg, 'prebuilds', PLATFORM, 'libpeerregistry.so.0');
+  const error = await errorInChild('pr.loadLibrary()', { packageDir: pkg, env: cleanEnv() });
   assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
   assert.deepEqual(error.tried.map((a) => [a.place, a.path]), [
     ['explicit path argument', null],
     ['PEER_REGISTRY_LIB', null],
-    ['repository build', repoCandidate],
+    ['package copy', packageLibrary],
     ['system loader', 'libpeerregistry.so.0'],
   ]);
   const lines = [
     'explicit path argument: none given',
     'PEER_REGISTRY_LIB: not set',
-    `repository build: ${repoCandidate}: does not exist`,
+    `package copy: ${packageLibrary}: does not exist`,
     'system loader: libpeerregistry.so.0: ',
   ];
   let lastIndex = -1;
@@ -172,7 +214,9 @@ test('a $PEER_REGISTRY_LIB that does not load is an error, not a fall-through', 
   const { dir } = tempRegistry(t);
   const notElf = path.join(dir, 'not-a-library.so');
   fs.writeFileSync(notElf, 'this is not an ELF file');
+  const pkg = packageCopy(t, { withLibrary: true });
   const error = await errorInChild('pr.loadLibrary()', {
+    packageDir: pkg,
     env: cleanEnv({ PEER_REGISTRY_LIB: notElf }),
   });
   assert.equal(error.code, 'ERR_PEERREG_LIBRARY_NOT_FOUND');
@@ -182,15 +226,14 @@ test('a $PEER_REGISTRY_LIB that does not load is an error, not a fall-through', 
   ]);
   assert.match(error.message,
     /PEER_REGISTRY_LIB: .*not-a-library\.so: (invalid ELF header|file too short)/);
-  assert.ok(!error.message.includes('repository build'), error.message);
+  assert.ok(!error.message.includes('package copy'), error.message);
 });
 
-test('a repository build that exists but does not load is an error, not a fall-through',
+test('a package copy that exists but does not load is an error, not a fall-through',
   async (t) => {
     const pkg = packageCopy(t);
-    const repoCandidate = path.resolve(pkg, '..', '..', 'build', 'lib', 'libpeerregistry.so');
-    fs.mkdirSync(path.dirname(repoCandidate), { recursive: true });
-    fs.writeFileSync(repoCandidate, 'a broken build');
+    const packageLibrary = path.join(pkg, 'prebuilds', PLATFORM, 'libpeerregistry.so.0');
+    fs.writeFileSync(packageLibrary, 'a broken copy');
     // A working libpeerregistry.so.0 for the system loader, which must not be used.
     const systemCopy = libraryCopy(t, 'libpeerregistry.so.0');
     const error = await errorInChild('pr.loadLibrary()', {
@@ -201,16 +244,17 @@ test('a repository build that exists but does not load is an error, not a fall-t
     assert.deepEqual(error.tried.map((a) => a.place), [
       'explicit path argument',
       'PEER_REGISTRY_LIB',
-      'repository build',
+      'package copy',
     ]);
-    assert.ok(error.message.includes(`repository build: ${repoCandidate}: `), error.message);
+    assert.ok(error.message.includes(`package copy: ${packageLibrary}: `), error.message);
   });
 
 test('a file without the peerreg_* symbols is refused, naming the missing symbol', async (t) => {
   const pkg = packageCopy(t);
   // Any real shared library that is not libpeerregistry will do: the addon itself.
   const { value } = await inChild(
-    `try { pr.loadLibrary(${JSON.stringify(path.join(pkg, 'build', 'peer_registry.node'))});
+    `try {
+       pr.loadLibrary(${JSON.stringify(path.join(pkg, 'prebuilds', PLATFORM, 'peer_registry.node'))});
            return null; }
      catch (e) { return e.message; }`,
     { packageDir: pkg },
@@ -265,4 +309,17 @@ test('a library of another major version, or an older minor, is refused', async 
   const newerMinor = fake(header + 1000, 'newer-minor');
   const { value } = await inChild(`return pr.loadLibrary(${JSON.stringify(newerMinor)});`);
   assert.equal(value, newerMinor, 'a later minor of the same major is accepted');
+});
+
+test('a package without an addon for this platform says so, and how to build one', async (t) => {
+  const pkg = packageCopy(t, { withLibrary: true });
+  fs.rmSync(path.join(pkg, 'prebuilds', PLATFORM, 'peer_registry.node'));
+  const script = `try { require(${JSON.stringify(pkg)}); process.stdout.write('null'); }
+    catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message })); }`;
+  const result = await runNode(['-e', script], { env: cleanEnv() });
+  assert.equal(result.code, 0, result.stderr);
+  const error = JSON.parse(result.stdout);
+  assert.equal(error.code, 'ERR_PEERREG_ADDON');
+  assert.match(error.message, new RegExp(`no native addon for ${PLATFORM}`));
+  assert.ok(error.message.includes(path.join(pkg, 'build.sh')), error.message);
 });

@@ -18,7 +18,7 @@ import (
 	"strconv"
 	"strings"
 
-	peerregistry "github.com/peer-registry/peer-registry/bindings/go"
+	"github.com/peer-registry/peer-registry/bindings/go/peerregistry"
 )
 
 const metadataText = "h\u00e9llo \u2713 \"quoted\" \\ </tag>"
