@@ -22,7 +22,7 @@ struct PeerRegistry: AsyncParsableCommand {
         subcommands: [
             ListCommand.self, GetCommand.self, ResolveCommand.self, RegisterCommand.self,
             UnregisterCommand.self, HealthCommand.self, HeartbeatCommand.self, PruneCommand.self,
-            RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self,
+            RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self, SuperviseCommand.self,
         ]
     )
 }
