@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus
+.PHONY: bench all run lib test test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-supervise bench-supervise
 
 all: lib
 
@@ -34,7 +34,7 @@ $(LIBFILE): $(LIB_SOURCES) Makefile
 	cp include/peer_registry.h $(BUILD)/include/
 	sed -e 's|@PREFIX@|$(CURDIR)/$(BUILD)|' -e 's|@VERSION@|$(VERSION)|' scripts/peerregistry.pc.in > $(LIBDIR)/pkgconfig/peerregistry.pc
 
-test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus
+test: test-swift test-c test-python test-node test-go test-crowd test-mcp test-cli test-browser test-torture test-fuzz-corpus test-supervise
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -66,6 +66,18 @@ test-mcp: lib
 test-cli:
 	$(SWIFT) build --product peer-registry
 	python3 tests/cli/test_cli.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+
+## peer-registry supervise end to end (docs/SUPERVISOR.md): real MCPServer stdio servers and
+## misbehaving ones, the official MCP Python client over streamable HTTP, signals, /proc.
+test-supervise:
+	$(SWIFT) build --product peer-registry
+	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh
+
+## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
+## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.
+bench-supervise:
+	$(SWIFT) build -c release --product peer-registry
+	python3 benchmarks/supervise/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry"
 
 ## Headless chromium on the status page and a discovery.js page (installs chromium when root and
 ## missing); screenshots and SSE latency figures in build/test-browser/.

@@ -227,3 +227,29 @@ def text_of(result: Any) -> str:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def mcp_error_in(error: BaseException) -> Exception | None:
+    """The MCPError inside an exception (the SDK's task groups wrap it in ExceptionGroups)."""
+    from mcp.shared.exceptions import MCPError
+    if isinstance(error, MCPError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = mcp_error_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def initialize_error(sup: Supervise, server_id: str) -> str:
+    """Opens a session expecting initialize to fail; returns the JSON-RPC error's message."""
+    try:
+        async with mcp_session(sup, server_id):
+            pass
+    except BaseException as e:  # noqa: BLE001 - looking inside groups
+        found = mcp_error_in(e)
+        if found is None:
+            raise
+        return str(found)
+    raise AssertionError(f"initialize of {server_id} succeeded")

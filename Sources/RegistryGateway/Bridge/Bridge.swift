@@ -181,16 +181,22 @@ final class Bridge: Sendable {
         return await live.connection.request(message, from: session, timeout: server.requestTimeout)
     }
 
+    /// `slot.ready()`, or a timeout error after `limit` (the start goes on for whoever comes next).
     private func readyWithin(_ slot: ProcessSlot, _ limit: Duration) async -> Result<ProcessSlot.Live, ProcessSlot.Failure> {
-        await withTaskGroup(of: Result<ProcessSlot.Live, ProcessSlot.Failure>?.self) { group in
-            group.addTask { await slot.ready() }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
+        let timeoutFailure = ProcessSlot.Failure(
+            message: "the server process did not become ready within \(formatSeconds(server.config.requestTimeout)) (requestTimeout)",
+            code: RPCErrorCode.requestTimeout)
+        return await withCheckedContinuation { continuation in
+            let answered = Once()
+            let timer = Task {
+                do { try await Task.sleep(for: limit) } catch { return }
+                if answered.claim() { continuation.resume(returning: .failure(timeoutFailure)) }
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .failure(.init(message: "the server process did not become ready within \(formatSeconds(self.server.config.requestTimeout)) (requestTimeout)", code: RPCErrorCode.requestTimeout))
+            Task {
+                let result = await slot.ready()
+                timer.cancel()
+                if answered.claim() { continuation.resume(returning: result) }
+            }
         }
     }
 
@@ -203,7 +209,7 @@ final class Bridge: Sendable {
         }
         let session = BridgeSession(id: ServerSupervisor.newToken(), slot: slot)
         slot.attach(session)
-        switch await readyWithin(slot, server.requestTimeout + .seconds(1)) {
+        switch await readyWithin(slot, server.startTimeout + .seconds(1)) {
         case .failure(let f):
             await server.sessionEnded(session, slot: slot)
             return Self.json(RPCMessage.error(id: message.id, code: f.code, message: f.message))
@@ -385,4 +391,10 @@ final class Bridge: Sendable {
         guard let range = message.idRange else { return message.bytes }
         return message.replacing([(range, id ?? Array("null".utf8))])
     }
+}
+
+/// True for the first caller of `claim` only.
+final class Once: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func claim() -> Bool { !flag.exchange(true, ordering: .acquiringAndReleasing) }
 }

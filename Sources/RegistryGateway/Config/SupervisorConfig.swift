@@ -50,6 +50,9 @@ public struct ServerConfig: Sendable, Equatable {
     public var idleTimeout: Double = 600
     /// A request unanswered for this long gets a JSON-RPC error (seconds).
     public var requestTimeout: Double = 30
+    /// A process that has not answered `initialize` this long after it was spawned is a failed
+    /// start (seconds): `npx` and `uvx` may download first.
+    public var startTimeout: Double = 60
     /// Between SIGTERM and SIGKILL when a process is stopped (seconds).
     public var stopTimeout: Double = 5
     /// How long a shared process outlives its last session (seconds).
@@ -232,6 +235,7 @@ extension SupervisorConfig {
             server.maxSessions = try integer("maxSessions", 1...100_000) ?? server.maxSessions
             server.idleTimeout = try number("idleTimeout", 0.05...86_400 * 7) ?? server.idleTimeout
             server.requestTimeout = try number("requestTimeout", 0.05...86_400) ?? server.requestTimeout
+            server.startTimeout = try number("startTimeout", 0.05...86_400) ?? server.startTimeout
             server.stopTimeout = try number("stopTimeout", 0...600) ?? server.stopTimeout
             server.lingerTimeout = try number("lingerTimeout", 0...86_400) ?? server.lingerTimeout
             server.keepAlive = try number("keepAlive", 0.05...3600) ?? server.keepAlive
@@ -260,7 +264,7 @@ extension SupervisorConfig {
 
     static let knownFields: Set<String> = [
         "command", "args", "env", "cwd", "enabled", "disabled", "id", "name", "type", "shared", "eager", "maxProcesses",
-        "maxSessions", "idleTimeout", "requestTimeout", "stopTimeout", "lingerTimeout", "keepAlive", "port",
+        "maxSessions", "idleTimeout", "requestTimeout", "startTimeout", "stopTimeout", "lingerTimeout", "keepAlive", "port",
         "maxRestarts", "restartWindow", "restartDelay", "inheritEnv",
     ]
     /// Options other clients' configurations carry (Cline, Cursor, Windsurf) that mean nothing here.

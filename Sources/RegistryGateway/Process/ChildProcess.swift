@@ -121,15 +121,12 @@ public final class ChildProcess: Sendable {
         // Closing stdin first lets a well-behaved server finish on EOF.
         channel.close(mode: .output, promise: nil)
         signalGroup(SIGTERM)
-        let exitTask = self.exitTask
-        let exited = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { _ = await exitTask.value; return true }
-            group.addTask { try? await Task.sleep(for: grace); return false }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        // Waiting on the exit cannot be cancelled, so the SIGKILL comes from a timer of its own.
+        let killer = Task { [self] in
+            do { try await Task.sleep(for: grace) } catch { return }
+            self.signalGroup(SIGKILL)
         }
-        if !exited { signalGroup(SIGKILL) }
+        defer { killer.cancel() }
         let status = await exitTask.value
         channel.close(promise: nil)
         stderrChannel?.close(promise: nil)

@@ -37,7 +37,8 @@ public final class ProcessSlot: Sendable {
         var clients: [ObjectIdentifier: WeakClient] = [:]
     }
 
-    unowned let server: ServerSupervisor
+    /// Strong: the server clears its slots when it shuts down, which ends the cycle.
+    let server: ServerSupervisor
     /// `initialize` params sent to every process of this slot (a client's own, or the supervisor's).
     let initializeParams: String
     let exclusive: Bool
@@ -181,7 +182,7 @@ public final class ProcessSlot: Sendable {
                 command: config.command, args: config.args, environment: config.environment, cwd: config.cwd,
                 group: server.group, stderr: server.stderr,
                 onMessage: { connection.received($0) },
-                onClose: { [unowned server] in connection.close(reason: server.goneMessage("the server process closed its output")) })
+                onClose: { [server] in connection.close(reason: server.goneMessage("the server process closed its output")) })
         } catch {
             server.stderr.note("cannot start: \(error.message)")
             server.log(.error, "cannot start", ["error": "\(error.message)"])
@@ -194,7 +195,7 @@ public final class ProcessSlot: Sendable {
         let request = RPCMessage.request(id: 0, method: "initialize", params: initializeParams)
         let response: [UInt8] = await {
             guard let message = try? RPCMessage(request) else { return RPCMessage.error(id: nil, code: RPCErrorCode.internalError, message: "bad initialize params") }
-            return await connection.request(message, from: nil, timeout: server.requestTimeout)
+            return await connection.request(message, from: nil, timeout: server.startTimeout, timeoutOption: "startTimeout")
         }()
         guard let parsed = try? RPCMessage(response), let members = try? JSONBytes.members(parsed.bytes, 0..<parsed.bytes.count),
               members.contains(where: { $0.key == "result" }) else {

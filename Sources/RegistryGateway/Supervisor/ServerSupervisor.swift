@@ -36,6 +36,7 @@ public final class ServerSupervisor: Sendable {
     private let state: Mutex<State>
 
     var requestTimeout: Duration { .milliseconds(Int64(config.requestTimeout * 1000)) }
+    var startTimeout: Duration { .milliseconds(Int64(config.startTimeout * 1000)) }
     var stopGrace: Duration { .milliseconds(Int64(config.stopTimeout * 1000)) }
     var idleTimeout: Duration { .milliseconds(Int64(config.idleTimeout * 1000)) }
     var keepAlive: Duration { .milliseconds(Int64(config.keepAlive * 1000)) }
@@ -80,14 +81,16 @@ public final class ServerSupervisor: Sendable {
                 s.sessions += 1
                 return .success(slot)
             }
-            let live = s.exclusiveSlots.values.filter { $0.clients > 0 || $0.isRunning }.count
-            guard live < config.maxProcesses else {
+            guard s.exclusiveSlots.count < config.maxProcesses else {
                 return .failure(.init(message: "\(config.maxProcesses) processes of \"\(config.id)\" are running, one per session (maxProcesses); close a session first"))
             }
             s.sessions += 1
             if let spare = s.spare {
                 s.spare = nil
                 s.exclusiveSlots[ObjectIdentifier(spare)] = spare
+                spare.setKeepRunning(false)
+                // The next spare starts in the background: this session does not wait for it.
+                Task { self.prepareSpare() }
                 return .success(spare)
             }
             let slot = ProcessSlot(server: self, initializeParams: initializeParams, exclusive: true)

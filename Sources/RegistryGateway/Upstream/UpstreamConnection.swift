@@ -84,7 +84,7 @@ public final class UpstreamConnection: Sendable {
     ///   it they go to the client's `deliver`.
     public func request(
         _ message: RPCMessage, from client: (any UpstreamClient)?, timeout: Duration,
-        progress: (@Sendable ([UInt8]) -> Void)? = nil
+        timeoutOption: String = "requestTimeout", progress: (@Sendable ([UInt8]) -> Void)? = nil
     ) async -> [UInt8] {
         let originalID = message.id ?? Array("null".utf8)
         let clientID = client.map { ObjectIdentifier($0) }
@@ -115,7 +115,7 @@ public final class UpstreamConnection: Sendable {
                     return
                 }
                 let scheduled = eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) { [weak self] () -> Void in
-                    self?.expire(number, timeout: timeout)
+                    self?.expire(number, timeout: timeout, option: timeoutOption)
                 }
                 let stillPending = state.withLock { s -> Bool in
                     guard s.pending[number] != nil else { return false }
@@ -215,9 +215,9 @@ public final class UpstreamConnection: Sendable {
         state.withLock { s in s.clients.values.compactMap(\.client) }
     }
 
-    private func expire(_ number: UInt64, timeout: Duration) {
+    private func expire(_ number: UInt64, timeout: Duration, option: String) {
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        abandon(number, code: RPCErrorCode.requestTimeout, message: "no answer from the server within \(formatSeconds(seconds)) (requestTimeout)", tellServer: "timed out")
+        abandon(number, code: RPCErrorCode.requestTimeout, message: "no answer from the server within \(formatSeconds(seconds)) (\(option))", tellServer: "timed out")
     }
 
     private func abandon(_ number: UInt64, code: Int, message: String, tellServer reason: String?) {

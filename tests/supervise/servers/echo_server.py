@@ -4,7 +4,7 @@ Tools: echo, add, whoami (this process's pid), env (a variable of this process),
 sessions sharing a process see each other's counts), slow (sleeps, reporting progress).
 A resource echo://info and a resource template echo://items/{item}; a prompt greet.
 Options: --crash-after N  exit(3) on the Nth tool call;  --name NAME  the server's name;
-         --ignore-sigterm  (a server that must be SIGKILLed);  --flood-stderr  (writes stderr
+         --ignore-sigterm  (ignores SIGTERM and keeps running after its input ends: it must be SIGKILLed);  --flood-stderr  (writes stderr
          as fast as it can from a thread, forever).
 """
 
@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -119,3 +120,7 @@ def greet(name: str) -> str:
 if __name__ == "__main__":
     print(f"echo server {options.name} starting, pid {os.getpid()}", file=sys.stderr, flush=True)
     server.run()
+    if options.ignore_sigterm:
+        # Stubborn to the end: not even the end of its input makes it exit.
+        while True:
+            time.sleep(1)
