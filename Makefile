@@ -62,10 +62,12 @@ test-crowd: lib
 test-mcp: lib
 	bash tests/mcp/run.sh
 
-## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve.
+## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve;
+## then the servers against hostile clients (issue 13: a second local user, floods, stuck clients).
 test-cli:
 	$(SWIFT) build --product peer-registry
 	python3 tests/cli/test_cli.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+	python3 tests/cli/test_servers.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
 ## Headless chromium on the status page and a discovery.js page (installs chromium when root and
 ## missing); screenshots and SSE latency figures in build/test-browser/.

@@ -67,6 +67,9 @@ final class EventHub: Sendable {
     /// The id of the current state (what a client that is up to date last received).
     var currentEventID: String { state.withLock { $0.eventID } }
 
+    /// This hub's epoch, the suffix of its event ids.
+    var epoch: String { state.withLock { $0.epoch } }
+
     // MARK: - Clients
 
     /// One client's subscription: its messages, the budget its writer releases bytes to, and

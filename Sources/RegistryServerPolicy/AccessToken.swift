@@ -55,6 +55,28 @@ public struct AccessToken: Sendable, Equatable, CustomStringConvertible {
         try fromEnvironment() ?? generate()
     }
 
+    /// The token of the servers of the registry at `registryPath`: `$PEER_REGISTRY_TOKEN` when
+    /// set, else the one kept in `<registry dir>/runtime/token` (0600), made there on first use.
+    /// Kept, so that a restarted server does not lock out the pages and programs that have it;
+    /// delete the file to change it.
+    /// - Throws: `PolicyError` for a bad `$PEER_REGISTRY_TOKEN`, or a token file that cannot be
+    ///   made or is not this user's alone.
+    public static func forRegistry(at registryPath: String) throws(PolicyError) -> AccessToken {
+        if let token = try fromEnvironment() { return token }
+        let path = RuntimeFile.directory(forRegistryAt: registryPath) + "/token"
+        if let existing = try RuntimeFile.readPrivate(path) {
+            guard let token = AccessToken(String(existing.trimmingSpaces())) else {
+                throw PolicyError("\(path) does not hold a token (\(minimumLength) to 256 characters of A-Z a-z 0-9 - . _ ~): delete it and a new one is made")
+            }
+            return token
+        }
+        let token = generate()
+        try RuntimeFile.writePrivate(registryPath: registryPath, fileName: "token", contents: token.value + "\n", replace: false)
+        // Another server may have made it first: theirs wins.
+        if let made = try RuntimeFile.readPrivate(path), let kept = AccessToken(String(made.trimmingSpaces())) { return kept }
+        return token
+    }
+
     static func isTokenByte(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
             || b == UInt8(ascii: "-") || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "~")
@@ -148,11 +170,11 @@ public struct AccessToken: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension Substring {
+extension StringProtocol {
     func trimmingSpaces() -> Substring {
-        var s = self
-        while s.first == " " || s.first == "\t" { s.removeFirst() }
-        while s.last == " " || s.last == "\t" { s.removeLast() }
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" || s.first == "\n" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" || s.last == "\n" { s.removeLast() }
         return s
     }
 }

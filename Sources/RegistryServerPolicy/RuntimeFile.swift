@@ -26,6 +26,14 @@ public struct RuntimeFile: Sendable {
         guard !name.isEmpty, !name.hasPrefix("."), name.utf8.allSatisfy(AccessToken.isTokenByte) else {
             throw PolicyError("runtime file name \"\(name.prefix(80))\": use A-Z a-z 0-9 . _ -")
         }
+        var object = JSONObject(fields)
+        object["pid"] = .int(Int64(getpid()))
+        let path = try writePrivate(registryPath: registryPath, fileName: name + ".json", contents: JSONValue.object(object).jsonText + "\n", replace: true)
+        return RuntimeFile(path: path)
+    }
+
+    /// The runtime directory, made (0700) if needed and checked to be this user's alone.
+    static func privateDirectory(registryPath: String) throws(PolicyError) -> String {
         let dir = directory(forRegistryAt: registryPath)
         if mkdir(dir, 0o700) != 0, errno != EEXIST {
             throw PolicyError("cannot create \(dir): \(String(cString: strerror(errno)))")
@@ -37,11 +45,17 @@ public struct RuntimeFile: Sendable {
         if st.st_mode & 0o077 != 0, chmod(dir, 0o700) != 0 {
             throw PolicyError("cannot make \(dir) private (chmod 700): \(String(cString: strerror(errno)))")
         }
-        let path = dir + "/" + name + ".json"
-        let temp = dir + "/." + name + ".json.\(getpid()).tmp"
-        var object = JSONObject(fields)
-        object["pid"] = .int(Int64(getpid()))
-        let bytes = Array((JSONValue.object(object).jsonText + "\n").utf8)
+        return dir
+    }
+
+    /// Writes `contents` to `<runtime dir>/<fileName>` through a 0600 temp file; with `replace`
+    /// false, an existing file is left as it is (link, not rename). Returns the path.
+    @discardableResult
+    static func writePrivate(registryPath: String, fileName: String, contents: String, replace: Bool) throws(PolicyError) -> String {
+        let dir = try privateDirectory(registryPath: registryPath)
+        let path = dir + "/" + fileName
+        let temp = dir + "/." + fileName + ".\(getpid()).tmp"
+        let bytes = Array(contents.utf8)
         unlink(temp)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw PolicyError("cannot create \(temp): \(String(cString: strerror(errno)))") }
@@ -58,12 +72,33 @@ public struct RuntimeFile: Sendable {
             written += n
         }
         close(fd)
-        guard rename(temp, path) == 0 else {
-            let message = String(cString: strerror(errno))
-            unlink(temp)
-            throw PolicyError("cannot rename \(temp) to \(path): \(message)")
+        let moved = replace ? rename(temp, path) : link(temp, path)
+        let failure = errno
+        if !replace || moved != 0 { unlink(temp) }
+        if moved != 0, !(failure == EEXIST && !replace) {
+            throw PolicyError("cannot create \(path): \(String(cString: strerror(failure)))")
         }
-        return RuntimeFile(path: path)
+        return path
+    }
+
+    /// The contents of `path` when it exists; checks (on the open descriptor) that it is a
+    /// regular file of this user that no one else may read or write.
+    /// - Throws: `PolicyError` when it exists but is not private, or cannot be read.
+    static func readPrivate(_ path: String) throws(PolicyError) -> String? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw PolicyError("cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else {
+            throw PolicyError("\(path) must be a file of this user with mode 0600: delete it and a new one is made")
+        }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n >= 0 else { throw PolicyError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 
     /// Deletes the file (when it is still this process's).

@@ -50,10 +50,10 @@ struct MCPCommand: AsyncParsableCommand {
         let server = RegistryMCPServer(registry: registry)
         if let httpPort {
             let path = registry.path
-            let token = try AccessToken.fromEnvironmentOrGenerate()
+            let token = try AccessToken.forRegistry(at: path)
             var httpOptions = RegistryMCPServer.HTTPOptions(port: httpPort, token: token)
             httpOptions.limits = limitOptions.limits
-            httpOptions.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: path))/mcp-<port>.json)"
+            httpOptions.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: path))/token)"
             let runtimeFile = Mutex<RuntimeFile?>(nil)
             defer { runtimeFile.withLock { $0?.remove() } }
             try await server.serveHTTP(httpOptions) { port in

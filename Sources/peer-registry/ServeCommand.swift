@@ -59,7 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Bound to a specific non-loopback address: requests naming that address are ours.
         let bare = host.hasPrefix("[") ? host : (host.contains(":") ? "[\(host)]" : host)
         if !["0.0.0.0", "[::]", "127.0.0.1", "localhost", "[::1]"].contains(bare.lowercased()) { hosts.append(bare) }
-        let token = try AccessToken.fromEnvironmentOrGenerate()
+        let token = try AccessToken.forRegistry(at: registry.path)
         let configuration = RegistryHTTPServer.Configuration(
             host: host, port: port,
             access: AccessPolicy(allowedOrigins: allowedOrigins, allowedHosts: hosts),
@@ -72,7 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let source = RegistrySource(registry: registry, reopen: { () throws(RegistryError) -> Registry in try options.open() })
         var server = RegistryHTTPServer(source: source, configuration: configuration)
-        server.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: registry.path))/serve-<port>.json)"
+        server.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: registry.path))/token)"
         let runtimeFile = Mutex<RuntimeFile?>(nil)
         defer { runtimeFile.withLock { $0?.remove() } }
         let listening = Atomic<Bool>(false)
