@@ -66,12 +66,12 @@ function row(entry, flash) {
       entry.name ? el('small', {}, text(entry.id)) : null,
       supervisor(entry)),
     el('td', {}, text(entry.transport || '–', 10)),
-    el('td', { className: 'url' }, text(entry.url || '–')),
+    el('td', { className: 'url' }, text(entry.url || '–', 60)),
     el('td', { className: 'health', dataset: { status: health.status } },
       el('span', { className: 'badge', dataset: { status: health.status } }, text(health.status, 12)),
       health.message ? el('small', {}, ' ', text(health.message)) : null),
     el('td', { className: 'nowrap' }, text(liveness, 20)),
-    el('td', {}, text(entry.pid ?? '–', 12)),
+    el('td', { className: 'nowrap' }, text(entry.pid ?? '–', 12)),
     el('td', {}, ...chips(caps.tools, 'tool'), ...chips(caps.resources, 'resource'), ...chips(caps.prompts, 'prompt')),
     el('td', { className: 'nowrap' }, el('small', { textContent: entry.startedAt ? new Date(entry.startedAt).toLocaleTimeString() : '–' })));
   if (flash) tr.classList.add('flash');
