@@ -62,10 +62,12 @@ test-crowd: lib
 test-mcp: lib
 	bash tests/mcp/run.sh
 
-## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve.
+## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve;
+## then the servers against hostile clients (issue 13: a second local user, floods, stuck clients).
 test-cli:
 	$(SWIFT) build --product peer-registry
 	python3 tests/cli/test_cli.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+	python3 tests/cli/test_servers.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
 ## peer-registry supervise end to end (docs/SUPERVISOR.md): real MCPServer stdio servers and
 ## misbehaving ones, the official MCP Python client over streamable HTTP, signals, /proc.
