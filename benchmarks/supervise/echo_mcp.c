@@ -49,7 +49,7 @@ int main(void) {
             printf("{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"tools\":[{\"name\":\"echo\",\"description\":\"echo\","
                    "\"inputSchema\":{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}}}}]}}\n", id);
         } else if (strcmp(method, "\"tools/call\"") == 0) {
-            if (strstr(line, "\"name\":\"crash\"")) { fputs("echo_mcp: crash requested\n", stderr); exit(1); }
+            if (strstr(line, "\"crash\"")) { fputs("echo_mcp: crash requested\n", stderr); exit(1); }
             printf("{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ok\"}],\"isError\":false}}\n", id);
         } else if (strcmp(method, "\"ping\"") == 0) {
             printf("{\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{}}\n", id);

@@ -71,7 +71,7 @@ def test_registered_with_capabilities_and_found_by_resolve(supervise: Supervise)
     supervise.start({"echo": echo()}, wait=["echo"])
     entry = supervise.entries()["echo"]
     assert entry["transport"] == "http" and entry["url"].startswith("http://127.0.0.1:")
-    assert set(entry["capabilities"]["tools"]) == {"echo", "add", "whoami", "env", "count", "slow"}
+    assert set(entry["capabilities"]["tools"]) == {"echo", "add", "whoami", "env", "count", "slow", "grow"}
     assert entry["capabilities"]["prompts"] == ["greet"]
     assert set(entry["capabilities"]["resources"]) == {"echo://info", "echo://items/"}
     assert entry["liveness"] == "lease" and entry["pid"] == supervise.proc.pid
@@ -340,3 +340,15 @@ def test_reload_changes_only_what_changed(supervise: Supervise) -> None:
     assert set(supervise.processes()) & keep_procs
     assert "changed" in (supervise.dir / "logs" / "change.log").read_text()
     assert keep_pid is not None
+
+
+def test_tool_list_changed_updates_the_entry(supervise: Supervise) -> None:
+    supervise.start({"growing": echo(eager=True)}, wait=["growing"])
+    assert "extra" not in supervise.entries()["growing"]["capabilities"]["tools"]
+
+    async def grow():
+        async with mcp_session(supervise, "growing") as s:
+            assert text_of(await s.call_tool("grow", {})) == "grown"
+            wait_for(lambda: "extra" in supervise.entries()["growing"]["capabilities"]["tools"], 30, "the new tool in the entry")
+    run(grow())
+    assert json.loads(supervise.cli("resolve", "tool", "extra").stdout)["id"] == "growing"

@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import RegistryServerPolicy
 import Synchronization
 
 /// One downstream session of a bridge (`Mcp-Session-Id`): the process slot it uses, its
@@ -80,29 +81,29 @@ final class BridgeSession: UpstreamClient, Sendable {
 /// The streamable HTTP endpoint of one supervised server (MCP 2025-03-26 and later): POST
 /// carries client messages (answered with JSON, or with an SSE stream when a request asks for
 /// progress), GET opens the session's server-to-client stream (with keep-alive comments),
-/// DELETE ends the session.
+/// DELETE ends the session. Who may call it (loopback Host and Origin, the bearer token),
+/// connection caps and timeouts are the project's one `ServerPolicy`, applied before this
+/// (`Supervisor.serve`).
 final class Bridge: Sendable {
     let server: ServerSupervisor
-    let access: BridgeAccess
     private let sessions = Mutex<[String: BridgeSession]>([:])
     static let maxBodyBytes = 16 << 20
     static let sessionHeader = HTTPField.Name("Mcp-Session-Id")
 
     init(server: ServerSupervisor) {
         self.server = server
-        self.access = BridgeAccess(token: server.token)
+    }
+
+    /// The policy of every bridge: loopback only, the server's token, the project's limits.
+    static func policy(token: AccessToken) -> ServerPolicy {
+        var limits = ServerLimits()
+        limits.maxBodyBytes = maxBodyBytes
+        return ServerPolicy(access: AccessPolicy(), token: token, limits: limits)
     }
 
     var sessionCount: Int { sessions.withLock { $0.count } }
 
     func respond(to request: Request) async throws -> Response {
-        if let refusal = access.check(request.head) {
-            var headers = HTTPFields()
-            headers[.contentType] = "application/json"
-            if refusal.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
-            return Response(status: refusal.status, headers: headers,
-                            body: .init(byteBuffer: ByteBuffer(bytes: RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: refusal.message))))
-        }
         let sessionID = Self.sessionHeader.flatMap { request.headers[$0] }
         switch request.method {
         case .post: return try await post(request, sessionID: sessionID)

@@ -209,6 +209,9 @@ public final class ProcessSlot: Sendable {
         }
         connection.sendRaw(RPCMessage.notification(method: "notifications/initialized", params: nil))
         let live = Live(process: process, connection: connection, initializeResponse: parsed)
+        connection.observeNotifications { [server] note in
+            if let method = note.method, ServerSupervisor.listChangedMethods.contains(method) { server.listsChanged(live) }
+        }
         Task { [weak self] in
             let status = await process.exitStatus
             ExitWatcher.forget(process.pid)

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import RegistryKit
+import RegistryServerPolicy
 import Synchronization
 
 /// One configured server under supervision: its bridge (streamable HTTP on 127.0.0.1), its
@@ -10,7 +11,7 @@ import Synchronization
 public final class ServerSupervisor: Sendable {
     public let config: ServerConfig
     /// The bearer token clients must send (in the entry's `headers`).
-    let token: String
+    let token: AccessToken
     let stderr: StderrLog
     let group: any EventLoopGroup
     let logger: Logger
@@ -49,7 +50,7 @@ public final class ServerSupervisor: Sendable {
         var logger = logger
         logger[metadataKey: "server"] = "\(config.id)"
         self.logger = logger
-        self.token = Self.newToken()
+        self.token = AccessToken.generate()
         self.stderr = StderrLog(path: logDirectory.map { $0 + "/" + config.id + ".log" })
         self.state = Mutex(State(policy: RestartPolicy(
             maxRestarts: config.maxRestarts, window: .milliseconds(Int64(config.restartWindow * 1000)),
@@ -262,10 +263,23 @@ public final class ServerSupervisor: Sendable {
         return (has("tools"), has("resources"), has("prompts"))
     }
 
-    /// A tools/resources/prompts list_changed from a server: read the lists again.
+    static let listChangedMethods: Set<String> = [
+        "notifications/tools/list_changed", "notifications/resources/list_changed", "notifications/prompts/list_changed",
+    ]
+
+    /// A tools/resources/prompts list_changed from a server: read the lists again (the entry
+    /// keeps the old ones until then).
     func listsChanged(_ live: ProcessSlot.Live) {
-        state.withLock { $0.capabilities = nil }
-        Task { await processStarted(live) }
+        let start = state.withLock { s -> Bool in
+            guard !s.discovering, !s.stopped else { return false }
+            s.discovering = true
+            return true
+        }
+        guard start else { return }
+        Task {
+            await discover(live)
+            changed()
+        }
     }
 
     // MARK: - Registry
@@ -311,7 +325,7 @@ public final class ServerSupervisor: Sendable {
                 ("state", .string(name)), ("restarts", .int(restarts)), ("processes", .int(processCount)),
                 ("sessions", .int(sessions)), ("shared", .bool(config.shared)), ("command", .string(String(config.command.prefix(200)))),
             ])))])))
-        entry.extra["headers"] = .object(JSONObject([("Authorization", .string("Bearer " + token))]))
+        entry.extra["headers"] = .object(JSONObject([("Authorization", .string("Bearer " + token.value))]))
         return entry
     }
 

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RegistryKit
+import RegistryServerPolicy
 import ServiceLifecycle
 import Synchronization
 
@@ -102,25 +103,35 @@ public final class Supervisor: Service, Sendable {
     /// process stopped and the entry removed.
     static func serve(_ server: ServerSupervisor, until stopped: AsyncStream<Void>, group: any EventLoopGroup) async {
         let bridge = Bridge(server: server)
-        let router = Router()
+        let policy = Bridge.policy(token: server.token)
+        let router = Router(context: PolicyRequestContext.self)
+        router.add(middleware: PolicyMiddleware(
+            policy: policy, allowedMethods: "GET, POST, DELETE, OPTIONS",
+            allowedHeaders: "Accept, Authorization, Content-Type, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version",
+            exposedHeaders: "Mcp-Session-Id", cookiePaths: [],
+            tokenHint: " (the \"headers\" of the server's registry entry)"))
         for method in [HTTPRequest.Method.post, .get, .delete] {
             router.on("/mcp", method: method) { request, _ in try await bridge.respond(to: request) }
         }
+        let tracker = ConnectionTracker(limits: policy.limits)
+        let httpLogger = Logger(label: "peer-registry.supervise.http", factory: { _ in SwiftLogNoOpLogHandler() })
         let (bound, boundContinuation) = AsyncStream<Int>.makeStream()
         let app = Application(
             router: router,
+            server: PolicedServer.http1(tracker),
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: server.config.port), serverName: nil),
             onServerRunning: { channel in
                 boundContinuation.yield(channel.localAddress?.port ?? server.config.port)
                 boundContinuation.finish()
             },
             eventLoopGroupProvider: .shared(group),
-            logger: Logger(label: "peer-registry.supervise.http", factory: { _ in SwiftLogNoOpLogHandler() })
+            logger: httpLogger
         )
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask {
                 do {
-                    try await app.runService(gracefulShutdownSignals: [])
+                    // Stopped by cancellation; every connection is closed then (PolicedServer).
+                    try await PolicedServer.run(app, tracker: tracker, stopOnSignals: false, logger: httpLogger)
                 } catch {
                     server.log(.error, "bridge stopped", ["error": "\(error)", "port": "\(server.config.port)"])
                 }

@@ -39,6 +39,7 @@ public final class UpstreamConnection: Sendable {
     }
 
     private let state = Mutex(State())
+    private let observer = Mutex<(@Sendable (RPCMessage) -> Void)?>(nil)
     private let sendMessage: @Sendable ([UInt8]) -> Void
     private let eventLoop: any EventLoop
     /// One client at a time (per-session mode): requests from the server go to it. With several
@@ -53,6 +54,12 @@ public final class UpstreamConnection: Sendable {
         self.exclusive = exclusive
         self.eventLoop = eventLoop
         self.sendMessage = send
+    }
+
+    /// Also gives every notification from the server to `observe` (the supervisor watches for
+    /// `notifications/*/list_changed`).
+    public func observeNotifications(_ observe: @escaping @Sendable (RPCMessage) -> Void) {
+        observer.withLock { $0 = observe }
     }
 
     /// Attaches a client (held weakly) so it gets notifications.
@@ -180,6 +187,7 @@ public final class UpstreamConnection: Sendable {
                 if let progress = p.progress { progress(restored) } else { client?.deliver(restored) }
                 return
             }
+            if let observe = observer.withLock({ $0 }) { observe(message) }
             for client in liveClients() { client.deliver(message.bytes) }
         case .request:
             if message.method == "ping" {

@@ -1,7 +1,7 @@
 """A real MCP server (the official SDK's MCPServer) on stdio, for the supervisor's tests.
 
 Tools: echo, add, whoami (this process's pid), env (a variable of this process), count (a counter held by this process, so two
-sessions sharing a process see each other's counts), slow (sleeps, reporting progress).
+sessions sharing a process see each other's counts), slow (sleeps, reporting progress), grow (adds the tool "extra", sends tools/list_changed).
 A resource echo://info and a resource template echo://items/{item}; a prompt greet.
 Options: --crash-after N  exit(3) on the Nth tool call;  --name NAME  the server's name;
          --ignore-sigterm  (ignores SIGTERM and keeps running after its input ends: it must be SIGKILLed);  --flood-stderr  (writes stderr
@@ -98,6 +98,19 @@ async def slow(seconds: float, ctx: Context) -> str:
         await ctx.report_progress(i + 1, 10, f"step {i + 1}")
         await asyncio.sleep(seconds / 10)
     return f"slept {seconds}"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Adds the tool "extra" and tells the client its tool list changed."""
+    tool_called()
+
+    def extra() -> str:
+        """A tool added at run time."""
+        return "extra"
+    server.add_tool(extra)
+    await ctx.session.send_tool_list_changed()
+    return "grown"
 
 
 @server.resource("echo://info")
