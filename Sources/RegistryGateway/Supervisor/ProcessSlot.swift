@@ -173,14 +173,16 @@ public final class ProcessSlot: Sendable {
     private func start() async -> Result<Live, Failure> {
         let config = server.config
         let box = Mutex<ChildProcess?>(nil)
-        let connection = UpstreamConnection(exclusive: exclusive, eventLoop: server.group.next()) { bytes in
+        // The process's pipes and its connection's timer on one event loop.
+        let loop = server.group.next()
+        let connection = UpstreamConnection(exclusive: exclusive, eventLoop: loop) { bytes in
             box.withLock { $0 }?.send(bytes)
         }
         let process: ChildProcess
         do {
             process = try await ChildProcess.spawn(
                 command: config.command, args: config.args, environment: config.environment, cwd: config.cwd,
-                group: server.group, stderr: server.stderr,
+                group: loop, stderr: server.stderr,
                 onMessage: { connection.received($0) },
                 onClose: { [server] in connection.close(reason: server.goneMessage("the server process closed its output")) })
         } catch {

@@ -21,7 +21,9 @@ public final class UpstreamConnection: Sendable {
         var originalID: [UInt8]
         var originalToken: [UInt8]?
         var continuation: CheckedContinuation<[UInt8], Never>
-        var timeout: Scheduled<Void>?
+        var deadline: ContinuousClock.Instant
+        var timeout: Duration
+        var timeoutOption: String
         var progress: (@Sendable ([UInt8]) -> Void)?
     }
 
@@ -36,7 +38,13 @@ public final class UpstreamConnection: Sendable {
         /// Requests the server made, by the id it gave them, and which client got each.
         var serverRequests: [[UInt8]: ObjectIdentifier] = [:]
         var closedReason: String?
+        /// Checks deadlines every `sweepInterval` while requests are pending: one timer per
+        /// connection instead of one per request.
+        var sweeper: RepeatedTask?
     }
+
+    /// How often overdue requests are looked for (a timeout fires up to this much late).
+    static let sweepInterval = TimeAmount.milliseconds(100)
 
     private let state = Mutex(State())
     private let observer = Mutex<(@Sendable (RPCMessage) -> Void)?>(nil)
@@ -54,6 +62,10 @@ public final class UpstreamConnection: Sendable {
         self.exclusive = exclusive
         self.eventLoop = eventLoop
         self.sendMessage = send
+    }
+
+    deinit {
+        state.withLock { $0.sweeper?.cancel() }
     }
 
     /// Also gives every notification from the server to `observe` (the supervisor watches for
@@ -76,7 +88,6 @@ public final class UpstreamConnection: Sendable {
             return Array(mine.values)
         }
         for p in orphaned {
-            p.timeout?.cancel()
             p.continuation.resume(returning: RPCMessage.error(id: p.originalID, code: RPCErrorCode.requestCancelled, message: "the session ended"))
         }
     }
@@ -114,22 +125,19 @@ public final class UpstreamConnection: Sendable {
                 let closed: String? = state.withLock { s in
                     if let reason = s.closedReason { return reason }
                     s.pending[number] = Pending(client: clientID, originalID: originalID, originalToken: originalToken,
-                                                continuation: continuation, timeout: nil, progress: progress)
+                                                continuation: continuation, deadline: .now + timeout, timeout: timeout,
+                                                timeoutOption: timeoutOption, progress: progress)
+                    if s.sweeper == nil {
+                        s.sweeper = eventLoop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) { [weak self] _ in
+                            self?.sweep()
+                        }
+                    }
                     return nil
                 }
                 if let closed {
                     continuation.resume(returning: RPCMessage.error(id: originalID, code: RPCErrorCode.serverUnavailable, message: closed))
                     return
                 }
-                let scheduled = eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) { [weak self] () -> Void in
-                    self?.expire(number, timeout: timeout, option: timeoutOption)
-                }
-                let stillPending = state.withLock { s -> Bool in
-                    guard s.pending[number] != nil else { return false }
-                    s.pending[number]?.timeout = scheduled
-                    return true
-                }
-                if !stillPending { scheduled.cancel(); return }
                 sendMessage(message.replacing(replacements))
                 if Task.isCancelled {
                     abandon(number, code: RPCErrorCode.requestCancelled, message: "the request was cancelled", tellServer: "cancelled by the client")
@@ -173,7 +181,6 @@ public final class UpstreamConnection: Sendable {
         case .response:
             guard let idRange = message.idRange, let number = UInt64(String(decoding: message.bytes[idRange], as: UTF8.self)) else { return }
             guard let p = state.withLock({ $0.pending.removeValue(forKey: number) }) else { return }  // timed out or cancelled before
-            p.timeout?.cancel()
             p.continuation.resume(returning: message.replacing([(idRange, p.originalID)]))
         case .notification:
             if message.method == "notifications/progress", let range = message.paramRange("progressToken"),
@@ -211,16 +218,26 @@ public final class UpstreamConnection: Sendable {
             if s.closedReason == nil { s.closedReason = reason }
             let all = Array(s.pending.values)
             s.pending = [:]
+            s.sweeper?.cancel()
+            s.sweeper = nil
             return all
         }
         for p in failed {
-            p.timeout?.cancel()
             p.continuation.resume(returning: RPCMessage.error(id: p.originalID, code: RPCErrorCode.serverUnavailable, message: reason))
         }
     }
 
     private func liveClients() -> [any UpstreamClient] {
         state.withLock { s in s.clients.values.compactMap(\.client) }
+    }
+
+    /// Answers every request past its deadline with a timeout error.
+    private func sweep() {
+        let now = ContinuousClock.now
+        let overdue: [(UInt64, Duration, String)] = state.withLock { s in
+            s.pending.compactMap { key, p in p.deadline <= now ? (key, p.timeout, p.timeoutOption) : nil }
+        }
+        for (number, timeout, option) in overdue { expire(number, timeout: timeout, option: option) }
     }
 
     private func expire(_ number: UInt64, timeout: Duration, option: String) {
@@ -230,7 +247,6 @@ public final class UpstreamConnection: Sendable {
 
     private func abandon(_ number: UInt64, code: Int, message: String, tellServer reason: String?) {
         guard let p = state.withLock({ $0.pending.removeValue(forKey: number) }) else { return }
-        p.timeout?.cancel()
         if let reason {
             sendMessage(RPCMessage.notification(method: "notifications/cancelled", params: #"{"requestId":\#(number),"reason":"\#(reason)"}"#))
         }
