@@ -107,6 +107,9 @@ def test_only_local_callers_with_the_token(supervise: Supervise) -> None:
     entry = supervise.file_entry("echo")
     url, auth = entry["url"], entry["headers"]["Authorization"]
     assert auth.startswith("Bearer ") and len(auth) > 40
+    # A secret: in the 0600 file, never printed by list/get (unless --show-secrets).
+    assert "headers" not in supervise.entries()["echo"]
+    assert "Bearer" not in supervise.cli("get", "echo").stdout
     assert raw_post(url, {}) == 401
     assert raw_post(url, {"Authorization": "Bearer wrong"}) == 401
     assert raw_post(url, {"Authorization": auth, "Host": "evil.example:80"}) == 403

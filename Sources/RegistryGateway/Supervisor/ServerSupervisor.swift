@@ -325,7 +325,7 @@ public final class ServerSupervisor: Sendable {
                 ("state", .string(name)), ("restarts", .int(restarts)), ("processes", .int(processCount)),
                 ("sessions", .int(sessions)), ("shared", .bool(config.shared)), ("command", .string(String(config.command.prefix(200)))),
             ])))])))
-        entry.extra["headers"] = .object(JSONObject([("Authorization", .string("Bearer " + token.value))]))
+        entry.headers = ["Authorization": "Bearer " + token.value]
         return entry
     }
 
