@@ -97,3 +97,24 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { try RPCMessage(Array(text.utf8)) }
     }
 }
+
+@Suite struct RestartPolicyTests {
+    @Test func backoffDoublesThenCrashLoop() {
+        var p = RestartPolicy(maxRestarts: 3, window: .seconds(60), firstDelay: .milliseconds(250))
+        let t = ContinuousClock.now
+        #expect(p.recordFailure(at: t) == .restart(after: .milliseconds(250)))
+        #expect(p.currentDelay == .milliseconds(250))
+        #expect(p.recordFailure(at: t) == .restart(after: .milliseconds(500)))
+        #expect(p.recordFailure(at: t) == .restart(after: .milliseconds(1000)))
+        #expect(p.recordFailure(at: t) == .crashLoop)
+        #expect(p.refusing(at: t + .seconds(1)))
+        #expect(!p.refusing(at: t + .seconds(61)))
+    }
+
+    @Test func failuresOutsideTheWindowAreForgotten() {
+        var p = RestartPolicy(maxRestarts: 1, window: .seconds(10), firstDelay: .milliseconds(100))
+        let t = ContinuousClock.now
+        #expect(p.recordFailure(at: t) == .restart(after: .milliseconds(100)))
+        #expect(p.recordFailure(at: t + .seconds(11)) == .restart(after: .milliseconds(100)))
+    }
+}

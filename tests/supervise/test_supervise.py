@@ -188,7 +188,8 @@ def test_idle_session_expires_and_its_process_stops(supervise: Supervise) -> Non
             pid = int(text_of(await s.call_tool("whoami", {})))
             assert pid in supervise.processes()
             await asyncio.sleep(2.5)
-            assert pid not in supervise.processes(), "the expired session's process still runs"
+            # Expired after 1 s; the process was then stopped (its exit may take a moment on a busy machine).
+            wait_for(lambda: pid not in supervise.processes(), 15, "the expired session's process to stop")
             with pytest.raises(MCPError):
                 await s.call_tool("whoami", {})
     run(check())

@@ -32,9 +32,15 @@ struct RestartPolicy: Sendable {
             crashLoopSince = now
             return .crashLoop
         }
+        return .restart(after: currentDelay)
+    }
+
+    /// The delay before the next restart after the failures recorded so far: `firstDelay` after
+    /// one failure in the window, doubling with each further one, at most `maxDelay`.
+    var currentDelay: Duration {
         var delay = firstDelay
         for _ in 1..<max(1, failures.count) where delay < maxDelay { delay = delay * 2 }
-        return .restart(after: min(delay, maxDelay))
+        return min(delay, maxDelay)
     }
 
     mutating func recordRestart() { restarts += 1 }

@@ -158,13 +158,11 @@ public final class ServerSupervisor: Sendable {
         return decision
     }
 
-    /// The delay before the next restart, or nil in a crash loop.
+    /// The delay before the next restart (the failure was recorded already), or nil in a crash loop.
     func restartDelay() -> Duration? {
         state.withLock { s in
             guard !s.policy.refusing(), !s.stopped else { return nil }
-            var copy = s.policy
-            if case .restart(let d) = copy.recordFailure() { return d }
-            return nil
+            return s.policy.currentDelay
         }
     }
 
