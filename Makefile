@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
 
 all: lib
 
@@ -86,7 +86,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-fuzz-corpus
+test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -119,10 +119,24 @@ test-crowd: lib
 test-mcp: lib
 	bash tests/mcp/run.sh
 
-## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve.
+## The peer-registry CLI end to end: every subcommand, exit codes, a corrupt registry, watch, serve;
+## then the servers against hostile clients (issue 13: a second local user, floods, stuck clients).
 test-cli:
 	$(SWIFT) build --product peer-registry
 	python3 tests/cli/test_cli.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+	python3 tests/cli/test_servers.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
+
+## peer-registry supervise end to end (docs/SUPERVISOR.md): real MCPServer stdio servers and
+## misbehaving ones, the official MCP Python client over streamable HTTP, signals, /proc.
+test-supervise:
+	$(SWIFT) build --product peer-registry
+	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh
+
+## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
+## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.
+bench-supervise:
+	$(SWIFT) build -c release --product peer-registry
+	python3 benchmarks/supervise/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry"
 
 ## Headless chromium on the status page and a discovery.js page (installs chromium when root and
 ## missing); screenshots and SSE latency figures in build/test-browser/.

@@ -17,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The core.
@@ -25,25 +29,58 @@ let package = Package(
         // The C ABI.
         .target(name: "CPeerRegistryHeader", path: "Sources/CPeerRegistryHeader"),
         .target(name: "CRegistry", dependencies: ["RegistryKit", "CPeerRegistryHeader"]),
+        // What every server of this project applies to its clients: token auth, Host/Origin
+        // rules, connection cap, timeouts, per-client byte budgets, shutdown deadline.
+        .target(
+            name: "RegistryServerPolicy",
+            dependencies: [
+                "RegistryKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Servers built on the core.
         .target(
             name: "RegistryHTTP",
-            dependencies: ["RegistryKit", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "Hummingbird", package: "hummingbird")],
             resources: [.copy("Static")]
         ),
-        .target(name: "RegistryMCP", dependencies: ["RegistryKit", .product(name: "MCP", package: "swift-sdk"), .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(name: "RegistryMCP", dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"), .product(name: "Hummingbird", package: "hummingbird")]),
+        // The supervisor of stdio servers (and, later, the gateway): upstream MCP sessions,
+        // process supervision, streamable HTTP bridges. CSupervisorShims does what Swift cannot
+        // between fork and exec (PR_SET_PDEATHSIG, process groups, a long-lived forking thread).
+        .target(name: "CSupervisorShims", path: "Sources/CSupervisorShims"),
+        .target(
+            name: "RegistryGateway",
+            dependencies: [
+                "RegistryKit", "CSupervisorShims", "RegistryServerPolicy",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The CLI.
         .executableTarget(
             name: "peer-registry",
             dependencies: [
-                "RegistryKit", "RegistryHTTP", "RegistryMCP",
+                "RegistryKit", "RegistryHTTP", "RegistryMCP", "RegistryServerPolicy", "RegistryGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // A small helper process for the multi-process tests (registers, lists, dies on cue).
         .executableTarget(name: "registry-crowd-worker", dependencies: ["RegistryKit"], path: "Tests/CrowdWorker"),
         .testTarget(name: "RegistryKitTests", dependencies: ["RegistryKit"]),
-        .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", "RegistryServerPolicy", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "RegistryGatewayTests", dependencies: ["RegistryGateway", "RegistryKit"]),
         .testTarget(name: "RegistryMCPTests", dependencies: ["RegistryMCP", "RegistryKit", .product(name: "MCP", package: "swift-sdk")]),
     ]
 )

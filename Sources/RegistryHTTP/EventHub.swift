@@ -1,4 +1,6 @@
+import NIOCore
 import RegistryKit
+import RegistryServerPolicy
 import Synchronization
 
 /// Fans the registry's changes out to every Server-Sent-Events client.
@@ -8,13 +10,21 @@ import Synchronization
 /// at once, and an id for that state, so a client that reconnects with `Last-Event-ID` gets
 /// nothing it already has.
 ///
-/// Event ids: the file generation (`42`). When the live set changes without a write (a
-/// registrant died and its lease was freed, a ttl entry expired), the generation stays the same;
-/// such events get `42.1`, `42.2`, ... so that every state a client can have seen has its own id.
+/// Event ids: `<generation>-<epoch>` (`42-9f3c01ab`). When the live set changes without a write
+/// (a registrant died and its lease was freed, a ttl entry expired), the generation stays the
+/// same; such events get `42.1-9f3c01ab`, `42.2-...`, so that every state a client can have seen
+/// has its own id. The epoch is new for every hub (every start of the server, every reopening of
+/// a replaced registry directory), so an id from before a restart never matches: what changed
+/// while the server was down comes as a full state.
+///
+/// Memory: each message is encoded once into a `ByteBuffer` that every client shares; each
+/// client may have `clientBufferBytes` of messages waiting (besides the one being written) and
+/// is disconnected past that — its browser reconnects and gets the full state.
 final class EventHub: Sendable {
-    /// How many messages may wait for one slow client before it is disconnected (its browser
-    /// reconnects at once and gets the full state, so nothing is lost but the backlog).
-    static let clientBacklog = 256
+    private struct Client {
+        let continuation: AsyncStream<ByteBuffer>.Continuation
+        let budget: ClientBudget
+    }
 
     private struct State {
         /// The live entries by id, and their order (file order, new ones appended).
@@ -23,19 +33,32 @@ final class EventHub: Sendable {
         var generation: Int64 = -1
         var eventID = ""
         var sameGenerationCount = 0
+        /// The current state as a `state` message, made when first needed after a change.
+        var stateMessage: ByteBuffer?
         /// Why the registry cannot be read, while it cannot (a corrupt file, say).
         var failure: RegistryError?
         var ready = false
-        var clients: [Int: AsyncStream<String>.Continuation] = [:]
+        var clients: [Int: Client] = [:]
         var nextToken = 0
         var shutDown = false
+        var epoch: String
     }
 
-    let registry: Registry
-    private let state = Mutex(State())
+    let source: RegistrySource
+    let clientBufferBytes: Int
+    private let state: Mutex<State>
 
-    init(registry: Registry) {
-        self.registry = registry
+    init(source: RegistrySource, clientBufferBytes: Int) {
+        self.source = source
+        self.clientBufferBytes = clientBufferBytes
+        self.state = Mutex(State(epoch: Self.newEpoch()))
+    }
+
+    /// 32 random bits in hex.
+    static func newEpoch() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let s = String(rng.next() as UInt32, radix: 16)
+        return String(repeating: "0", count: 8 - s.count) + s
     }
 
     /// How many SSE clients are connected.
@@ -44,36 +67,53 @@ final class EventHub: Sendable {
     /// The id of the current state (what a client that is up to date last received).
     var currentEventID: String { state.withLock { $0.eventID } }
 
+    /// This hub's epoch, the suffix of its event ids.
+    var epoch: String { state.withLock { $0.epoch } }
+
     // MARK: - Clients
+
+    /// One client's subscription: its messages, the budget its writer releases bytes to, and
+    /// `cancel()` to drop it (its connection closed).
+    struct Subscription: Sendable {
+        let messages: AsyncStream<ByteBuffer>
+        let budget: ClientBudget
+        let cancel: @Sendable () -> Void
+    }
 
     /// A stream of SSE messages for one client: first the current state (or nothing, when
     /// `lastEventID` names the current state), then every change, keep-alive comments and
-    /// errors. Ends when the hub shuts down or the client falls too far behind.
-    func subscribe(lastEventID: String?) -> AsyncStream<String> {
-        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingOldest(Self.clientBacklog))
+    /// errors. Ends when the hub shuts down, the client is cancelled, or it exceeds its budget.
+    func subscribe(lastEventID: String?) -> Subscription {
+        let (stream, continuation) = AsyncStream<ByteBuffer>.makeStream(bufferingPolicy: .unbounded)
+        let budget = ClientBudget(limit: clientBufferBytes)
         let token: Int? = state.withLock { s in
             guard !s.shutDown else { return nil }
             let token = s.nextToken
             s.nextToken += 1
-            s.clients[token] = continuation
-            continuation.yield(SSE.retry(milliseconds: 2000))
+            s.clients[token] = Client(continuation: continuation, budget: budget)
+            Self.send(ByteBuffer(string: SSE.retry(milliseconds: 2000)), to: continuation, budget: budget)
             if let failure = s.failure {
-                continuation.yield(SSE.error(failure))
+                Self.send(ByteBuffer(string: SSE.error(failure)), to: continuation, budget: budget)
             } else if s.ready, lastEventID != s.eventID {
-                continuation.yield(SSE.message(id: s.eventID, event: "state", data: Self.stateJSON(s)))
+                Self.send(Self.stateMessage(&s), to: continuation, budget: budget)
             } else if s.ready {
-                continuation.yield(SSE.comment("resumed at \(s.eventID)"))
+                Self.send(ByteBuffer(string: SSE.comment("resumed at \(s.eventID)")), to: continuation, budget: budget)
             }
             return token
         }
         guard let token else {
             continuation.finish()
-            return stream
+            return Subscription(messages: stream, budget: budget, cancel: {})
         }
         continuation.onTermination = { [weak self] _ in
             self?.state.withLock { _ = $0.clients.removeValue(forKey: token) }
         }
-        return stream
+        return Subscription(messages: stream, budget: budget, cancel: { continuation.finish() })
+    }
+
+    private static func send(_ message: ByteBuffer, to continuation: AsyncStream<ByteBuffer>.Continuation, budget: ClientBudget) {
+        _ = budget.reserve(message.readableBytes)
+        continuation.yield(message)
     }
 
     /// Ends every client's stream (their responses end) and refuses new ones.
@@ -83,17 +123,20 @@ final class EventHub: Sendable {
             defer { s.clients = [:] }
             return Array(s.clients.values)
         }
-        for c in clients { c.finish() }
+        for c in clients { c.continuation.finish() }
     }
 
-    /// Sends `message` to every client; clients whose backlog is full are disconnected.
-    private func broadcast(_ update: (inout State) -> String?) {
-        let overflowed: [AsyncStream<String>.Continuation] = state.withLock { s in
+    /// Sends the message `update` makes to every client; clients over their byte budget are
+    /// disconnected.
+    private func broadcast(_ update: (inout State) -> ByteBuffer?) {
+        let overflowed: [Client] = state.withLock { s in
             guard let message = update(&s) else { return [] }
-            var dropped: [AsyncStream<String>.Continuation] = []
+            var dropped: [Client] = []
             for (token, c) in s.clients {
                 // Yielding under the lock keeps each client's messages in order with its first one.
-                if case .dropped = c.yield(message) {
+                if c.budget.reserve(message.readableBytes) {
+                    c.continuation.yield(message)
+                } else {
                     dropped.append(c)
                     s.clients[token] = nil
                 }
@@ -101,7 +144,7 @@ final class EventHub: Sendable {
             return dropped
         }
         // finish() runs onTermination, which takes the lock: never under it.
-        for c in overflowed { c.finish() }
+        for c in overflowed { c.continuation.finish() }
     }
 
     // MARK: - Following the registry
@@ -109,13 +152,14 @@ final class EventHub: Sendable {
     /// Follows the registry until cancelled: watches it, applies each change, and forwards it to
     /// the clients; sends a keep-alive comment every `keepAlive`. When the registry cannot be
     /// read (corrupt, say), clients get an `error` event and the hub retries every
-    /// `retryInterval` until it can, then sends the full state.
+    /// `retryInterval` until it can, then sends the full state. When the registry's directory
+    /// is replaced (moved away and made again), the hub reopens it and starts a new epoch.
     func run(keepAlive: Duration, retryInterval: Duration = .seconds(1)) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.follow(retryInterval: retryInterval) }
             group.addTask {
                 while (try? await Task.sleep(for: keepAlive)) != nil {
-                    self.broadcast { _ in SSE.comment("keep-alive") }
+                    self.broadcast { _ in ByteBuffer(string: SSE.comment("keep-alive")) }
                 }
             }
             await group.next()
@@ -126,7 +170,7 @@ final class EventHub: Sendable {
     /// Reads the state once, so the first clients need not wait for the watch to start.
     func prime() {
         do throws(RegistryError) {
-            let listing = try registry.list()
+            let listing = try source.registry.list()
             broadcast { s in Self.replace(&s, with: listing) }
         } catch {
             fail(error)
@@ -135,39 +179,70 @@ final class EventHub: Sendable {
 
     private func follow(retryInterval: Duration) async {
         while !Task.isCancelled {
-            do {
-                // Watch first, then list: a change between the two shows up in both, and
-                // applying it twice changes nothing.
-                let changes = try registry.changes()
-                let listing = try registry.list()
-                broadcast { s in Self.replace(&s, with: listing) }
-                for try await event in changes {
-                    broadcast { s in Self.apply(event, to: &s) }
+            let registry = source.registry
+            let replaced: Bool = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { await self.followOnce(registry) }
+                group.addTask {
+                    // The watch follows the directory it was opened on: notice a new one.
+                    while (try? await Task.sleep(for: retryInterval)) != nil {
+                        if self.source.directoryWasReplaced() { return true }
+                    }
+                    return false
                 }
-                if Task.isCancelled { return }
-            } catch let error as RegistryError {
-                fail(error)
-            } catch {
-                fail(RegistryError(.io, "the registry watch failed: \(error)"))
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            if Task.isCancelled { return }
+            if replaced {
+                do throws(RegistryError) {
+                    try source.reopen()
+                    state.withLock { s in
+                        s.epoch = Self.newEpoch()
+                        s.ready = false
+                    }
+                } catch {
+                    fail(error)
+                }
+                continue
             }
             try? await Task.sleep(for: retryInterval)
         }
+    }
+
+    /// Watches `registry` until the watch fails or the task is cancelled; false when it ended.
+    private func followOnce(_ registry: Registry) async -> Bool {
+        do {
+            // Watch first, then list: a change between the two shows up in both, and
+            // applying it twice changes nothing.
+            let changes = try registry.changes()
+            let listing = try registry.list()
+            broadcast { s in Self.replace(&s, with: listing) }
+            for try await event in changes {
+                broadcast { s in Self.apply(event, to: &s) }
+            }
+        } catch let error as RegistryError {
+            fail(error)
+        } catch {
+            if !Task.isCancelled { fail(RegistryError(.io, "the registry watch failed: \(error)")) }
+        }
+        return false
     }
 
     private func fail(_ error: RegistryError) {
         broadcast { s in
             if s.failure == error { return nil }
             s.failure = error
-            return SSE.error(error)
+            return ByteBuffer(string: SSE.error(error))
         }
     }
 
     /// Takes a full listing as the state; the message is a `state` event, or nothing when the
     /// state did not change (and the registry is readable).
-    private static func replace(_ s: inout State, with listing: RegistryListing) -> String? {
+    private static func replace(_ s: inout State, with listing: RegistryListing) -> ByteBuffer? {
         let recovered = s.failure != nil || !s.ready
         var servers: [String: ServerEntry] = [:]
-        for e in listing.servers { servers[e.id] = e }
+        for e in listing.servers { servers[e.id] = EntrySecrets.redacted(e) }
         let order = listing.servers.map(\.id)
         let same = s.ready && servers == s.servers && order == s.order
         if same, !recovered, listing.generation == s.generation { return nil }
@@ -176,11 +251,12 @@ final class EventHub: Sendable {
         s.servers = servers
         s.order = order
         advanceID(&s, generation: listing.generation)
-        return SSE.message(id: s.eventID, event: "state", data: stateJSON(s))
+        return stateMessage(&s)
     }
 
     /// Applies a watch event (upserts `added` and `changed`, removes `removed`).
-    private static func apply(_ event: RegistryEvent, to s: inout State) -> String? {
+    private static func apply(_ event: RegistryEvent, to s: inout State) -> ByteBuffer? {
+        let event = EntrySecrets.redacted(event)
         for e in event.added + event.changed {
             if s.servers.updateValue(e, forKey: e.id) == nil { s.order.append(e.id) }
         }
@@ -188,27 +264,28 @@ final class EventHub: Sendable {
             s.order.removeAll { $0 == e.id }
         }
         advanceID(&s, generation: event.generation)
-        return SSE.message(id: s.eventID, event: "change", data: event.jsonText)
+        return ByteBuffer(string: SSE.message(id: s.eventID, event: "change", data: event.jsonText))
     }
 
     private static func advanceID(_ s: inout State, generation: Int64) {
+        s.stateMessage = nil
         if generation == s.generation {
             s.sameGenerationCount += 1
-            s.eventID = "\(generation).\(s.sameGenerationCount)"
+            s.eventID = "\(generation).\(s.sameGenerationCount)-\(s.epoch)"
         } else {
             s.generation = generation
             s.sameGenerationCount = 0
-            s.eventID = "\(generation)"
+            s.eventID = "\(generation)-\(s.epoch)"
         }
     }
 
-    /// `{"generation":N,"servers":[...]}` of the hub's state, as `GET /servers` would give it.
-    private static func stateJSON(_ s: State) -> String {
-        // RegistryListing has no public initializer: the same JSON, built the same way.
-        JSONValue.object(JSONObject([
-            ("generation", .int(max(0, s.generation))),
-            ("servers", .array(s.order.compactMap { s.servers[$0].map { .object($0.jsonObject) } })),
-        ])).jsonText
+    /// The `state` message of the current state, encoded once per state.
+    private static func stateMessage(_ s: inout State) -> ByteBuffer {
+        if let cached = s.stateMessage { return cached }
+        let listing = RegistryListing(generation: max(0, s.generation), servers: s.order.compactMap { s.servers[$0] })
+        let message = ByteBuffer(string: SSE.message(id: s.eventID, event: "state", data: listing.jsonText))
+        s.stateMessage = message
+        return message
     }
 }
 

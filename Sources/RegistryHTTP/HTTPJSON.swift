@@ -13,6 +13,14 @@ enum HTTPJSON {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text + "\n")))
     }
 
+    /// A JSON response whose bytes (newline included) are already encoded, and may be shared.
+    static func response(_ status: HTTPResponse.Status = .ok, bytes: ByteBuffer) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = contentType
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: bytes))
+    }
+
     /// `{"error":"<message>","code":"<code>"}`.
     static func errorBody(_ message: String, code: String) -> String {
         JSONValue.object(JSONObject([("error", .string(message)), ("code", .string(code))])).jsonText

@@ -4,7 +4,9 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import RegistryKit
+import RegistryServerPolicy
 import ServiceLifecycle
+import Synchronization
 
 /// The browser-facing registry server (`peer-registry serve`): the registry file over HTTP, its
 /// changes as Server-Sent Events, and a live status page. Read-only: registering stays with the
@@ -12,7 +14,9 @@ import ServiceLifecycle
 ///
 /// Endpoints (docs/CLI.md): `GET /` (status page), `/registry` (the legacy `{"servers":[...]}`
 /// shape), `/servers`, `/servers/{id}`, `/resolve`, `/events` (SSE), `/healthz`. Every request
-/// goes through the `AccessPolicy` (loopback Host names and origins unless widened).
+/// goes through the `ServerPolicy` (loopback Host names and origins unless widened, the token
+/// on everything but the page's static files) and every connection through its limits.
+/// Entries' secret fields (`EntrySecrets`) are never served.
 ///
 /// One `Registry` handle serves every request (a read costs a `stat` when the file is unchanged);
 /// one watch feeds every SSE client.
@@ -24,33 +28,60 @@ public struct RegistryHTTPServer: Sendable {
         /// Port to listen on; 3001 by default, 0 for any free port (see `run(onRunning:)`).
         public var port: Int
         public var access: AccessPolicy
+        /// The token every request but the page's files must show; nil: none (tests, embedding).
+        public var token: AccessToken?
+        /// Answer `GET /registry` without the token (seed 000's page fetches it so).
+        public var openLegacyRegistry: Bool
+        public var limits: ServerLimits
         /// How often SSE clients get a keep-alive comment.
         public var keepAliveInterval: Duration
         /// Where the status page's files are; nil: next to the executable or in the source tree.
         public var staticDirectory: String?
 
         public init(host: String = "127.0.0.1", port: Int = 3001, access: AccessPolicy = AccessPolicy(),
+                    token: AccessToken? = nil, openLegacyRegistry: Bool = false, limits: ServerLimits = ServerLimits(),
                     keepAliveInterval: Duration = .seconds(15), staticDirectory: String? = nil) {
             self.host = host
             self.port = port
             self.access = access
+            self.token = token
+            self.openLegacyRegistry = openLegacyRegistry
+            self.limits = limits
             self.keepAliveInterval = keepAliveInterval
             self.staticDirectory = staticDirectory
         }
+
+        /// The policy these settings make.
+        public var policy: ServerPolicy {
+            ServerPolicy(access: access, token: token, limits: limits,
+                         publicPaths: Set(StaticAssets.files.map(\.path)),
+                         openPaths: openLegacyRegistry ? ["/registry"] : [])
+        }
     }
 
-    public let registry: Registry
+    public var registry: Registry { source.registry }
+    public let source: RegistrySource
     public let configuration: Configuration
     let hub: EventHub
     let assets: StaticAssets
     let logger: Logger
+    let tracker: ConnectionTracker
+    let listingCache = ListingCache()
+    /// Appended to 401 answers: where the token can be found.
+    public var tokenHint = ""
 
     /// Prepares a server on `registry` (nothing listens until `run`).
     public init(registry: Registry, configuration: Configuration = Configuration(), logger: Logger? = nil) {
-        self.registry = registry
+        self.init(source: RegistrySource(registry: registry), configuration: configuration, logger: logger)
+    }
+
+    /// Prepares a server on `source`, which reopens the registry when its directory is replaced.
+    public init(source: RegistrySource, configuration: Configuration = Configuration(), logger: Logger? = nil) {
+        self.source = source
         self.configuration = configuration
-        self.hub = EventHub(registry: registry)
+        self.hub = EventHub(source: source, clientBufferBytes: configuration.limits.clientBufferBytes)
         self.assets = StaticAssets(directory: configuration.staticDirectory)
+        self.tracker = ConnectionTracker(limits: configuration.limits)
         var log = logger ?? Logger(label: "peer-registry.serve")
         if logger == nil { log.logLevel = .warning }
         self.logger = log
@@ -60,31 +91,36 @@ public struct RegistryHTTPServer: Sendable {
     public var staticDirectory: String? { assets.directory }
 
     /// Listens and serves until the task is cancelled or, with `stopOnSignals`, until SIGINT or
-    /// SIGTERM arrives; open SSE streams are then ended so that the shutdown does not wait on
-    /// them.
+    /// SIGTERM arrives; open SSE streams are then ended, and connections still open after
+    /// `limits.shutdownDeadline` (clients that do not read) are closed.
     /// - Parameter onRunning: called once listening, with the bound port (useful with port 0).
-    /// - Throws: when the address cannot be bound (NIO's `IOError`, e.g. address in use).
+    /// - Throws: `PolicyError` for a policy that would open the registry to any page; when the
+    ///   address cannot be bound (NIO's `IOError`, e.g. address in use).
     public func run(stopOnSignals: Bool = false, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try configuration.policy.validate()
         hub.prime()
         let router = makeRouter()
         let hub = self.hub
         let keepAlive = configuration.keepAliveInterval
         let app = Application(
             router: router,
+            server: PolicedServer.http1(tracker),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "peer-registry"),
             services: [HubService(hub: hub, keepAlive: keepAlive)],
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
-        try await app.runService(gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [])
+        try await PolicedServer.run(app, tracker: tracker, stopOnSignals: stopOnSignals, logger: logger)
     }
 
-    func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self, options: [.autoGenerateHeadEndpoints])
-        router.add(middleware: AccessMiddleware(policy: configuration.access))
-        let registry = self.registry
+    func makeRouter() -> Router<PolicyRequestContext> {
+        let router = Router(context: PolicyRequestContext.self, options: [.autoGenerateHeadEndpoints])
+        router.add(middleware: PolicyMiddleware(policy: configuration.policy, tokenHint: tokenHint))
+        let source = self.source
         let hub = self.hub
         let assets = self.assets
+        let tracker = self.tracker
+        let cache = self.listingCache
 
         for file in StaticAssets.files {
             router.get(RouterPath(file.path)) { _, _ in assets.response(for: file.path) ?? HTTPJSON.error(.notFound, "no such file", code: "HTTP_404") }
@@ -93,7 +129,7 @@ public struct RegistryHTTPServer: Sendable {
         // The shape existing readers of servers.json expect: {"servers":[{port,url,pid,startedAt,...}]}.
         router.get("/registry") { _, _ in
             do throws(RegistryError) {
-                return HTTPJSON.response(.ok, LegacyRegistry.json(try registry.list()))
+                return HTTPJSON.response(.ok, LegacyRegistry.json(try source.registry.list()))
             } catch {
                 return HTTPJSON.error(error)
             }
@@ -102,7 +138,13 @@ public struct RegistryHTTPServer: Sendable {
         router.get("/servers") { request, _ in
             do throws(RegistryError) {
                 let filter = try ServerFilter(query: request.uri.queryParameters)
-                return HTTPJSON.response(.ok, try registry.list(filter).jsonText)
+                let listing = try source.registry.list(filter)
+                if filter == ServerFilter() {
+                    // One encoding shared by every client of this state: a client that does not
+                    // read holds no copy of its own.
+                    return HTTPJSON.response(.ok, bytes: cache.bytes(for: listing))
+                }
+                return HTTPJSON.response(.ok, EntrySecrets.redacted(listing).jsonText)
             } catch {
                 return HTTPJSON.error(error)
             }
@@ -111,7 +153,7 @@ public struct RegistryHTTPServer: Sendable {
         router.get("/servers/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
             do throws(RegistryError) {
-                return HTTPJSON.response(.ok, try registry.get(id).jsonText)
+                return HTTPJSON.response(.ok, EntrySecrets.redacted(try source.registry.get(id)).jsonText)
             } catch {
                 return HTTPJSON.error(error)
             }
@@ -124,19 +166,23 @@ public struct RegistryHTTPServer: Sendable {
                 return HTTPJSON.error(.badRequest, "give exactly one of ?tool=NAME, ?resource=URI, ?prompt=NAME", code: RegistryError.Code.invalid.name)
             }
             do throws(RegistryError) {
-                return HTTPJSON.response(.ok, try registry.resolve(kind, name).jsonText)
+                return HTTPJSON.response(.ok, EntrySecrets.redacted(try source.registry.resolve(kind, name)).jsonText)
             } catch {
                 return HTTPJSON.error(error)
             }
         }
 
         router.get("/healthz") { _, _ in
+            let registry = source.registry
             let path = JSONValue.string(registry.path)
+            let replaced = source.directoryWasReplaced()
             do throws(RegistryError) {
                 let listing = try registry.list()
-                return HTTPJSON.response(.ok, JSONValue.object(JSONObject([
-                    ("ok", true), ("registry", path), ("generation", .int(listing.generation)),
+                return HTTPJSON.response(replaced ? .serviceUnavailable : .ok, JSONValue.object(JSONObject([
+                    ("ok", .bool(!replaced)), ("registry", path), ("generation", .int(listing.generation)),
                     ("servers", .int(listing.servers.count)), ("sseClients", .int(hub.clientCount)),
+                    ("connections", .int(tracker.count)), ("maxConnections", .int(tracker.maxConnections)),
+                    ("eventID", .string(hub.currentEventID)),
                 ])).jsonText)
             } catch {
                 return HTTPJSON.response(.serviceUnavailable, JSONValue.object(JSONObject([
@@ -145,16 +191,19 @@ public struct RegistryHTTPServer: Sendable {
             }
         }
 
-        router.get("/events") { request, _ in
-            let stream = hub.subscribe(lastEventID: request.headers[EventHub.lastEventIDHeader])
+        router.get("/events") { request, context in
+            let subscription = hub.subscribe(lastEventID: request.headers[EventHub.lastEventIDHeader])
+            // A client that leaves ends its stream now, not at the next message.
+            context.channel.closeFuture.whenComplete { _ in subscription.cancel() }
             var headers = HTTPFields()
             headers[.contentType] = "text/event-stream; charset=utf-8"
             headers[.cacheControl] = "no-store"
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 try await withGracefulShutdownHandler {
-                    for await message in stream {
-                        try await writer.write(ByteBuffer(string: message))
+                    for await message in subscription.messages {
+                        try await writer.write(message)
+                        subscription.budget.release(message.readableBytes)
                     }
                 } onGracefulShutdown: {
                     // Ends every stream now, so the server's shutdown does not wait for browsers.
@@ -184,6 +233,18 @@ struct HubService: Service {
     }
 }
 
+/// The last unfiltered listing's encoding (secrets removed), shared by every request for it.
+final class ListingCache: Sendable {
+    private let last = Mutex<(RegistryListing, ByteBuffer)?>(nil)
+
+    func bytes(for listing: RegistryListing) -> ByteBuffer {
+        if let (known, bytes) = last.withLock({ $0 }), known == listing { return bytes }
+        let bytes = ByteBuffer(string: EntrySecrets.redacted(listing).jsonText + "\n")
+        last.withLock { $0 = (listing, bytes) }
+        return bytes
+    }
+}
+
 /// `GET /registry`: what readers written before this library expect.
 enum LegacyRegistry {
     /// `{"servers":[...]}`: each live entry with a URL and a port, with `port`, `url`, `pid` and
@@ -199,7 +260,7 @@ enum LegacyRegistry {
                 ("pid", entry.pid.map { .int($0) } ?? .null),
                 ("startedAt", entry.startedAt.map { .string($0) } ?? .null),
             ])
-            for m in entry.jsonObject.members where object[m.key] == nil { object[m.key] = m.value }
+            for m in EntrySecrets.redacted(entry.jsonObject).members where object[m.key] == nil { object[m.key] = m.value }
             if object["id"] == nil { object["id"] = .string(entry.id) }
             servers.append(.object(object))
         }

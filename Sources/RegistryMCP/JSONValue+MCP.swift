@@ -1,5 +1,6 @@
 import MCP
 import RegistryKit
+import RegistryServerPolicy
 
 extension JSONValue {
     /// The same value as the MCP SDK's `Value`. Numbers become `.int` when their literal is an
@@ -37,10 +38,11 @@ extension JSONObject {
 
 extension ServerEntry {
     /// The entry as the MCP tools and resources show it: the file's JSON with `id` always present
-    /// and first (an entry written by an older tool has none in the file: it is `port-<port>`).
+    /// and first (an entry written by an older tool has none in the file: it is `port-<port>`),
+    /// and never its secret fields (`EntrySecrets`).
     var view: JSONObject {
         var o = JSONObject([("id", .string(id))])
-        for m in jsonObject.members where m.key != "id" { o[m.key] = m.value }
+        for m in EntrySecrets.redacted(jsonObject).members where m.key != "id" { o[m.key] = m.value }
         return o
     }
 

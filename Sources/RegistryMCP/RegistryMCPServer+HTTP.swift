@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import MCP
 import RegistryKit
+import RegistryServerPolicy
 import ServiceLifecycle
 
 /// Streamable HTTP (MCP 2025-03-26 and later) for `RegistryMCPServer`.
@@ -11,9 +12,10 @@ import ServiceLifecycle
 /// The SDK's `StatefulHTTPServerTransport` speaks the protocol for one session and leaves the
 /// listening socket to the application; this puts it behind a Hummingbird server: POST, GET
 /// (server-to-client SSE stream, where notifications go) and DELETE on one endpoint, one SDK
-/// session per `MCP-Session-Id`. The transport's default checks apply: `Origin` must be local
-/// (DNS-rebinding protection), POST must accept `text/event-stream`, the protocol version header
-/// must be one the SDK knows.
+/// session per `MCP-Session-Id`. The project's `ServerPolicy` applies first: a loopback `Host`
+/// (DNS rebinding), a loopback `Origin` when there is one, the token (`Authorization: Bearer`
+/// or `?token=`), and the connection limits. Then the transport's own checks: POST must accept
+/// `text/event-stream`, the protocol version header must be one the SDK knows.
 extension RegistryMCPServer {
     /// Options for `serveHTTP`.
     public struct HTTPOptions: Sendable {
@@ -23,41 +25,60 @@ extension RegistryMCPServer {
         public var port = 0
         /// The MCP endpoint path.
         public var endpoint = "/mcp"
-        /// Sessions at most; an `initialize` beyond that gets 503.
+        /// Sessions at most; an `initialize` beyond that closes the session used least recently.
         public var maxSessions = 64
-        /// A session unused for this long is closed when a new session needs room.
-        public var idleTimeout: Duration = .seconds(3600)
+        /// A session unused for this long is closed.
+        public var idleTimeout: Duration = .seconds(600)
         /// The largest request body accepted (413 beyond).
         public var maxBodyBytes = 4 << 20
+        /// The token every request must show; nil: none (tests, embedding).
+        public var token: AccessToken?
+        public var access = AccessPolicy()
+        public var limits = ServerLimits()
+        /// Appended to 401 answers: where the token can be found.
+        public var tokenHint = ""
 
         /// Loopback, a free port and `/mcp` unless given.
-        public init(host: String = "127.0.0.1", port: Int = 0, endpoint: String = "/mcp") {
+        public init(host: String = "127.0.0.1", port: Int = 0, endpoint: String = "/mcp", token: AccessToken? = nil) {
             self.host = host
             self.port = port
             self.endpoint = endpoint
+            self.token = token
         }
     }
 
-    /// Serves MCP over streamable HTTP until SIGINT or SIGTERM.
+    /// Serves MCP over streamable HTTP until SIGINT or SIGTERM (then within
+    /// `limits.shutdownDeadline`).
     /// - Parameter onListening: called with the bound port once the server accepts connections.
-    /// - Throws: when the address cannot be bound.
-    public func serveHTTP(_ options: HTTPOptions, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    /// - Throws: `PolicyError` for a policy that would let any page in; when the address cannot
+    ///   be bound.
+    public func serveHTTP(_ options: HTTPOptions, stopOnSignals: Bool = true, onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        var policy = ServerPolicy(access: options.access, token: options.token, limits: options.limits)
+        policy.limits.maxBodyBytes = options.maxBodyBytes
+        try policy.validate()
         let sessions = HTTPSessions(server: self, options: options)
-        let router = Router()
+        let router = Router(context: PolicyRequestContext.self)
+        router.add(middleware: PolicyMiddleware(
+            policy: policy, allowedMethods: "GET, POST, DELETE, OPTIONS",
+            allowedHeaders: "Accept, Authorization, Content-Type, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version",
+            exposedHeaders: "Mcp-Session-Id", cookiePaths: [], tokenHint: options.tokenHint))
         let endpoint = RouterPath(options.endpoint)
         for method in [HTTPTypes.HTTPRequest.Method.post, .get, .delete] {
             router.on(endpoint, method: method) { request, _ in
                 try await sessions.respond(to: request)
             }
         }
+        let tracker = ConnectionTracker(limits: policy.limits)
+        let logger = Logger(label: "peer-registry.mcp.http", factory: { _ in SwiftLogNoOpLogHandler() })
         let app = Application(
             router: router,
+            server: PolicedServer.http1(tracker),
             configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: "peer-registry-mcp"),
             services: [SessionCloser(sessions: sessions)],
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? options.port) },
-            logger: Logger(label: "peer-registry.mcp.http", factory: { _ in SwiftLogNoOpLogHandler() })
+            logger: logger
         )
-        try await app.runService()
+        try await PolicedServer.run(app, tracker: tracker, stopOnSignals: stopOnSignals, logger: logger)
     }
 }
 
@@ -119,8 +140,11 @@ actor HTTPSessions {
 
     private func startSession(_ request: MCP.HTTPRequest) async -> MCP.HTTPResponse {
         await closeIdle()
-        guard live.count < options.maxSessions else {
-            return .error(statusCode: 503, .internalError("Service Unavailable: \(options.maxSessions) sessions are open; close one (DELETE) first"))
+        // Full: the session used least recently makes room, so that no number of initialize
+        // requests locks the others out (its client gets 404 and initializes again).
+        while live.count >= max(1, options.maxSessions), let oldest = live.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
+            live[oldest.key] = nil
+            await oldest.value.session.stop()
         }
         let id = Self.newSessionID()
         let transport = StatefulHTTPServerTransport(sessionIDGenerator: FixedSessionID(id: id))
@@ -140,7 +164,7 @@ actor HTTPSessions {
         return response
     }
 
-    private func closeIdle() async {
+    func closeIdle() async {
         let cutoff = ContinuousClock.now - options.idleTimeout
         for (id, entry) in live where entry.lastUsed < cutoff {
             live[id] = nil
@@ -196,12 +220,18 @@ private struct FixedSessionID: SessionIDGenerator {
     func generateSessionID() -> String { id }
 }
 
-/// Ends every session when the server shuts down, so open SSE streams do not hold it up.
+/// Closes idle sessions as they expire, and every session when the server shuts down, so open
+/// SSE streams do not hold it up.
 private struct SessionCloser: Service {
     let sessions: HTTPSessions
 
     func run() async throws {
-        try? await gracefulShutdown()
+        let sessions = self.sessions
+        await cancelWhenGracefulShutdown {
+            while (try? await Task.sleep(for: .seconds(15))) != nil {
+                await sessions.closeIdle()
+            }
+        }
         await sessions.closeAll()
     }
 }

@@ -91,10 +91,11 @@ public final class RegistryMCPServer: Sendable {
     }
 
     /// Serves one session on standard input and output until the input ends (and every request
-    /// read has been answered).
-    public func serveStdio() async throws {
+    /// read has been answered). A message line longer than `maxLineBytes` gets a parse error
+    /// and is skipped (`LineTransport`).
+    public func serveStdio(maxLineBytes: Int = LineTransport.defaultMaxLineBytes) async throws {
         let session = await makeSession()
-        try await session.start(transport: DrainingTransport(StdioTransport()))
+        try await session.start(transport: DrainingTransport(LineTransport(maxLineBytes: maxLineBytes)))
         await session.waitUntilCompleted()
         await session.stop()
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import RegistryKit
 import RegistryMCP
+import RegistryServerPolicy
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,9 +16,12 @@ struct MCPCommand: AsyncParsableCommand {
             Tools: instances/list, servers/get, servers/resolve, servers/health. Resources: \
             registry://servers (the live list) and registry://servers/{id}, with subscriptions; \
             resource notifications when the registry changes (docs/MCP.md). On stdio, stdout \
-            carries only MCP messages and the server stops when its input ends. With --http, \
-            it listens on 127.0.0.1 at /mcp, prints the URL on stdout once listening, and stops \
-            on SIGINT or SIGTERM.
+            carries only MCP messages, a line may hold at most --max-line-bytes, and the server \
+            stops when its input ends. With --http, it listens on 127.0.0.1 at /mcp, prints \
+            the URL on stdout once listening (http://127.0.0.1:PORT/mcp?token=...: every \
+            request needs the token, as ?token= or Authorization: Bearer; it is also in \
+            <registry dir>/runtime/mcp-<port>.json), and stops on SIGINT or SIGTERM within \
+            --shutdown-deadline.
             """)
 
     @OptionGroup var options: RegistryOptions
@@ -26,8 +31,16 @@ struct MCPCommand: AsyncParsableCommand {
         valueName: "port"))
     var httpPort: Int?
 
+    @Option(name: .customLong("max-line-bytes"), help: ArgumentHelp(
+        "stdio: the longest message line read (default 16777216); a longer one gets a parse error and is skipped.",
+        valueName: "bytes"))
+    var maxLineBytes: Int = LineTransport.defaultMaxLineBytes
+
+    @OptionGroup var limitOptions: LimitOptions
+
     func validate() throws {
         if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http \(httpPort): use 0 to 65535") }
+        if !(1024...(1 << 30)).contains(maxLineBytes) { throw ValidationError("--max-line-bytes \(maxLineBytes): use 1024 to 1073741824") }
     }
 
     func run() async throws {
@@ -37,12 +50,27 @@ struct MCPCommand: AsyncParsableCommand {
         let server = RegistryMCPServer(registry: registry)
         if let httpPort {
             let path = registry.path
-            try await server.serveHTTP(.init(port: httpPort)) { port in
-                Output.lineFlushed("http://127.0.0.1:\(port)/mcp")
-                Output.note("MCP server for \(path) listening")
+            let token = try AccessToken.forRegistry(at: path)
+            var httpOptions = RegistryMCPServer.HTTPOptions(port: httpPort, token: token)
+            httpOptions.limits = limitOptions.limits
+            httpOptions.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: path))/token)"
+            let runtimeFile = Mutex<RuntimeFile?>(nil)
+            defer { runtimeFile.withLock { $0?.remove() } }
+            try await server.serveHTTP(httpOptions) { port in
+                let url = "http://127.0.0.1:\(port)/mcp"
+                do throws(PolicyError) {
+                    let file = try RuntimeFile.write(registryPath: path, name: "mcp-\(port)", fields: [
+                        ("url", .string(url)), ("port", .int(port)), ("token", .string(token.value)),
+                    ])
+                    runtimeFile.withLock { $0 = file }
+                } catch {
+                    Output.note("warning: \(error.message)")
+                }
+                Output.lineFlushed("\(url)?token=\(token.value)")
+                Output.note("MCP server for \(path) listening at \(url) (send the token as ?token= or Authorization: Bearer)")
             }
         } else {
-            try await server.serveStdio()
+            try await server.serveStdio(maxLineBytes: maxLineBytes)
         }
         await server.shutdown()
     }

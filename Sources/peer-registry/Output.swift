@@ -1,4 +1,5 @@
 import RegistryKit
+import RegistryServerPolicy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -61,7 +62,41 @@ enum Output {
     }
 }
 
+extension Output {
+    /// `text` safe to print on a terminal: control characters (C0, DEL, C1: escape sequences,
+    /// carriage returns and newlines that would forge lines) and bidirectional overrides (which
+    /// reverse what follows) are shown as `\u{XX}`.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            if v < 0x20 || (0x7F...0x9F).contains(v) || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
+                || v == 0x200E || v == 0x200F || v == 0x061C {
+                out += "\\u{" + String(v, radix: 16, uppercase: true) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}
+
 extension ServerEntry {
+    /// What the supervisor wrote into `metadata.supervisor` (`{"state":"running","restarts":2}`),
+    /// as `running (2 restarts)`; nil when the entry is not supervised.
+    var supervisorLabel: String? {
+        guard case .object(let m)? = metadata, case .object(let sup)? = m["supervisor"] else { return nil }
+        let state = sup["state"]?.stringValue ?? "?"
+        let restarts = sup["restarts"]?.int64Value ?? 0
+        return restarts > 0 ? "\(state) (\(restarts) restart\(restarts == 1 ? "" : "s"))" : state
+    }
+
+    /// The entry's JSON for printing: without its secret fields unless `showSecrets`.
+    func printedJSON(showSecrets: Bool) -> JSONObject {
+        showSecrets ? jsonObject : EntrySecrets.redacted(jsonObject)
+    }
+
     /// How the entry's liveness reads in a table.
     var livenessLabel: String {
         switch liveness {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import RegistryKit
+import RegistryServerPolicy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,7 +23,7 @@ struct PeerRegistry: AsyncParsableCommand {
         subcommands: [
             ListCommand.self, GetCommand.self, ResolveCommand.self, RegisterCommand.self,
             UnregisterCommand.self, HealthCommand.self, HeartbeatCommand.self, PruneCommand.self,
-            RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self,
+            RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self, SuperviseCommand.self,
         ]
     )
 }
@@ -48,6 +49,14 @@ struct UsageError: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() async {
+        // Swift decodes argv with U+FFFD for invalid bytes: an id or path would silently become
+        // another one. Refuse it, as the C ABI does.
+        for i in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) != nil else {
+                Output.error("argument \(i) is not valid UTF-8")
+                exit(ExitStatus.usage)
+            }
+        }
         let command: any ParsableCommand
         do {
             command = try PeerRegistry.parseAsRoot()
@@ -75,6 +84,9 @@ enum Main {
             return ExitStatus.forRegistryError(error.code)
         case let error as UsageError:
             Output.error(error.description)
+            return ExitStatus.usage
+        case let error as PolicyError:
+            Output.error(error.message)
             return ExitStatus.usage
         case let error as ValidationError:
             Output.error(error.message)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import RegistryKit
+import RegistryServerPolicy
 
 struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,6 +30,8 @@ struct ListCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only servers declaring this prompt.", valueName: "name"))
     var prompt: String?
 
+    @OptionGroup var secrets: SecretOptions
+
     func validate() throws {
         _ = try filter()
     }
@@ -51,19 +54,20 @@ struct ListCommand: ParsableCommand {
         let registry = try options.open()
         let listing = try registry.list(try filter())
         if json {
-            Output.line(listing.jsonText)
+            Output.line((secrets.showSecrets ? listing : EntrySecrets.redacted(listing)).jsonText)
             return
         }
         guard !listing.servers.isEmpty else {
             Output.line("no live servers in \(registry.path) (generation \(listing.generation))")
             return
         }
-        var rows = [["ID", "TRANSPORT", "URL", "HEALTH", "LIVENESS", "PID", "TOOLS"]]
+        let supervised = listing.servers.contains { $0.supervisorLabel != nil }
+        var rows = [["ID", "TRANSPORT", "URL", "HEALTH", "LIVENESS", "PID", "TOOLS"] + (supervised ? ["SUPERVISOR"] : [])]
         for e in listing.servers {
             rows.append([
-                e.id, e.transport?.rawValue ?? "-", e.url ?? "-", e.healthLabel, e.livenessLabel,
+                e.id, e.transport?.rawValue ?? "-", Output.printable(e.url ?? "-"), e.healthLabel, e.livenessLabel,
                 e.pid.map(String.init) ?? "-", String(e.capabilities.tools.count),
-            ])
+            ] + (supervised ? [Output.printable(e.supervisorLabel ?? "-")] : []))
         }
         Output.line(Output.table(rows))
     }
@@ -76,13 +80,14 @@ struct GetCommand: ParsableCommand {
 
     @OptionGroup var options: RegistryOptions
     @OptionGroup var style: JSONStyleOptions
+    @OptionGroup var secrets: SecretOptions
 
     @Argument(help: "The server's id.")
     var id: String
 
     func run() throws {
         let entry = try options.open().get(id)
-        style.print(.object(entry.jsonObject))
+        style.print(.object(entry.printedJSON(showSecrets: secrets.showSecrets)))
     }
 }
 
@@ -116,8 +121,10 @@ struct ResolveCommand: ParsableCommand {
     @Argument(help: "The tool or prompt name, or the resource URI.")
     var name: String
 
+    @OptionGroup var secrets: SecretOptions
+
     func run() throws {
         let entry = try options.open().resolve(kind.capability, name)
-        style.print(.object(entry.jsonObject))
+        style.print(.object(entry.printedJSON(showSecrets: secrets.showSecrets)))
     }
 }

@@ -24,3 +24,10 @@ struct JSONStyleOptions: ParsableArguments {
         Output.line(compact ? value.jsonText : Output.pretty(value))
     }
 }
+
+/// `--show-secrets` for commands that print entries: their secret fields (`headers`, see
+/// `EntrySecrets`) are left out unless it is given.
+struct SecretOptions: ParsableArguments {
+    @Flag(name: .customLong("show-secrets"), help: "Also print the entries' secret fields (headers); they are left out otherwise.")
+    var showSecrets = false
+}

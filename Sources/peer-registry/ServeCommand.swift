@@ -1,6 +1,7 @@
 import ArgumentParser
 import RegistryHTTP
 import RegistryKit
+import RegistryServerPolicy
 import Synchronization
 
 struct ServeCommand: AsyncParsableCommand {
@@ -9,9 +10,12 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Serve the registry to browsers: HTTP + Server-Sent Events, and a live status page.",
         discussion: """
             Endpoints: / (status page), /registry, /servers, /servers/{id}, /resolve, /events, \
-            /healthz (docs/CLI.md). Only loopback Host names and loopback origins are answered \
-            unless --allow-host / --allow-origin widen that. Prints the URL on stdout once \
-            listening; stops cleanly on SIGINT or SIGTERM.
+            /healthz (docs/CLI.md). Every request but the page's own files needs the token the \
+            server prints in its URL (http://127.0.0.1:3001/?token=...; also in \
+            <registry dir>/runtime/serve-<port>.json, mode 0600; $PEER_REGISTRY_TOKEN fixes it). \
+            Only loopback Host names and loopback origins are answered unless --allow-host / \
+            --allow-origin widen that. Prints the URL on stdout once listening; stops on SIGINT \
+            or SIGTERM within --shutdown-deadline.
             """)
 
     @OptionGroup var options: RegistryOptions
@@ -23,7 +27,7 @@ struct ServeCommand: AsyncParsableCommand {
     var port = 3001
 
     @Option(name: .customLong("allow-origin"), help: ArgumentHelp(
-        "Also let pages from this origin read the registry (repeatable; '*' for any; 'null' for file:// pages).",
+        "Also let pages from this origin read the registry with the token (repeatable; '*' for any; 'null' for file:// pages and sandboxed iframes).",
         valueName: "origin"))
     var allowedOrigins: [String] = []
 
@@ -32,12 +36,17 @@ struct ServeCommand: AsyncParsableCommand {
         valueName: "name"))
     var allowedHosts: [String] = []
 
-    @Option(name: .customLong("keep-alive"), help: ArgumentHelp("Seconds between SSE keep-alive comments.", valueName: "seconds"))
+    @Option(name: .customLong("keep-alive"), help: ArgumentHelp("Seconds between SSE keep-alive comments (1 to 3600).", valueName: "seconds"))
     var keepAlive: Double = 15
+
+    @Flag(name: .customLong("open-legacy-registry"), help: "Answer GET /registry without the token, for pages written before it (seed 000's): any local user can then read the registry's entries (never their secret fields).")
+    var openLegacyRegistry = false
+
+    @OptionGroup var limitOptions: LimitOptions
 
     func validate() throws {
         if !(0...65535).contains(port) { throw ValidationError("--port \(port): use 0 to 65535") }
-        if !(keepAlive > 0 && keepAlive <= 3600) { throw ValidationError("--keep-alive \(keepAlive): use more than 0 and at most 3600 seconds") }
+        if !(keepAlive >= 1 && keepAlive <= 3600) { throw ValidationError("--keep-alive \(keepAlive): use 1 to 3600 seconds") }
         for origin in allowedOrigins where origin != "*" && origin != "null" && !origin.contains("://") {
             throw ValidationError("--allow-origin \(origin): an origin looks like https://app.example.com (or '*', or 'null')")
         }
@@ -50,11 +59,22 @@ struct ServeCommand: AsyncParsableCommand {
         // Bound to a specific non-loopback address: requests naming that address are ours.
         let bare = host.hasPrefix("[") ? host : (host.contains(":") ? "[\(host)]" : host)
         if !["0.0.0.0", "[::]", "127.0.0.1", "localhost", "[::1]"].contains(bare.lowercased()) { hosts.append(bare) }
+        let token = try AccessToken.forRegistry(at: registry.path)
         let configuration = RegistryHTTPServer.Configuration(
             host: host, port: port,
             access: AccessPolicy(allowedOrigins: allowedOrigins, allowedHosts: hosts),
+            token: token, openLegacyRegistry: openLegacyRegistry, limits: limitOptions.limits,
             keepAliveInterval: .milliseconds(Int64(keepAlive * 1000)))
-        let server = RegistryHTTPServer(registry: registry, configuration: configuration)
+        do {
+            try configuration.policy.validate()
+        } catch {
+            throw UsageError(error.message)
+        }
+        let source = RegistrySource(registry: registry, reopen: { () throws(RegistryError) -> Registry in try options.open() })
+        var server = RegistryHTTPServer(source: source, configuration: configuration)
+        server.tokenHint = " (the token is in \(RuntimeFile.directory(forRegistryAt: registry.path))/token)"
+        let runtimeFile = Mutex<RuntimeFile?>(nil)
+        defer { runtimeFile.withLock { $0?.remove() } }
         let listening = Atomic<Bool>(false)
         let shownHost = bare
         let registryPath = registry.path
@@ -66,8 +86,16 @@ struct ServeCommand: AsyncParsableCommand {
             try await server.run(stopOnSignals: true) { boundPort in
                 listening.store(true, ordering: .relaxed)
                 let url = "http://\(shownHost):\(boundPort)/"
-                Output.lineFlushed(url)
-                Output.note("serving \(registryPath) at \(url)\(statusPage); Ctrl-C to stop")
+                do throws(PolicyError) {
+                    let file = try RuntimeFile.write(registryPath: registryPath, name: "serve-\(boundPort)", fields: [
+                        ("url", .string(url)), ("port", .int(boundPort)), ("token", .string(token.value)),
+                    ])
+                    runtimeFile.withLock { $0 = file }
+                } catch {
+                    Output.note("warning: \(error.message)")
+                }
+                Output.lineFlushed("\(url)?token=\(token.value)")
+                Output.note("serving \(registryPath) at \(url)\(statusPage); open the URL above (it carries the token); Ctrl-C to stop")
             }
         } catch {
             if listening.load(ordering: .relaxed) { throw error }

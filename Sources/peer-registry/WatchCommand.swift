@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RegistryKit
+import RegistryServerPolicy
 
 struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,8 @@ struct WatchCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Exit after this many events (the --initial one not counted).", valueName: "n"))
     var count: Int?
+
+    @OptionGroup var secrets: SecretOptions
 
     func validate() throws {
         if let count, count < 1 { throw ValidationError("--count \(count): use 1 or more") }
@@ -50,7 +53,8 @@ struct WatchCommand: AsyncParsableCommand {
     /// the JSON is RegistryEvent.jsonText's shape).
     private func emit(generation: Int64, added: [ServerEntry], removed: [ServerEntry], changed: [ServerEntry], initial: Bool) {
         if json {
-            func list(_ entries: [ServerEntry]) -> JSONValue { .array(entries.map { .object($0.jsonObject) }) }
+            let show = secrets.showSecrets
+            func list(_ entries: [ServerEntry]) -> JSONValue { .array(entries.map { .object($0.printedJSON(showSecrets: show)) }) }
             Output.lineFlushed(JSONValue.object(JSONObject([
                 ("generation", .int(generation)), ("added", list(added)), ("removed", list(removed)), ("changed", list(changed)),
             ])).jsonText)
@@ -59,12 +63,14 @@ struct WatchCommand: AsyncParsableCommand {
         let time = Self.clock()
         var lines: [String] = []
         if initial, added.isEmpty { lines.append("\(time)  gen \(generation)  (no live servers)") }
+        // Everything but the id (validated) comes from other processes: shown escaped, so it
+        // cannot move the cursor, forge a line or reverse the text after it.
         for e in added {
-            lines.append("\(time)  gen \(generation)  \(initial ? "=" : "+") \(e.id)  \(e.url ?? "-")  \(e.healthLabel)  \(e.livenessLabel)")
+            lines.append("\(time)  gen \(generation)  \(initial ? "=" : "+") \(e.id)  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)  \(e.livenessLabel)")
         }
         for e in changed {
-            let message = e.health.message.map { " \"\($0)\"" } ?? ""
-            lines.append("\(time)  gen \(generation)  ~ \(e.id)  \(e.url ?? "-")  \(e.healthLabel)\(message)")
+            let message = e.health.message.map { " \"\(Output.printable($0))\"" } ?? ""
+            lines.append("\(time)  gen \(generation)  ~ \(e.id)  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)\(message)")
         }
         for e in removed {
             lines.append("\(time)  gen \(generation)  - \(e.id)")

@@ -126,14 +126,29 @@ struct RegisterCommand: ParsableCommand {
     /// The JSON object in `path` (`-`: stdin).
     static func readObject(_ path: String) throws -> JSONObject {
         let data: Data?
-        if path == "-" {
-            data = FileHandle.standardInput.readDataToEndOfFile()
+        let limit = RegistryLimits.default.maxEntryBytes
+        // At most one byte past the limit: `yes | peer-registry register --file -` (or a
+        // --file /dev/zero) must not read forever.
+        if let handle = path == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: path) {
+            var collected = Data()
+            while collected.count <= limit {
+                let chunk: Data?
+                do {
+                    chunk = try handle.read(upToCount: min(1 << 16, limit + 1 - collected.count))
+                } catch {
+                    throw RegistryError(.io, "--file \(path): cannot read it (\(error.localizedDescription))")
+                }
+                guard let chunk, !chunk.isEmpty else { break }
+                collected.append(chunk)
+            }
+            data = collected
         } else {
-            data = FileManager.default.contents(atPath: path)
+            data = nil
         }
         guard let data else { throw RegistryError(.io, "--file \(path): cannot read it") }
-        guard data.count <= RegistryLimits.default.maxEntryBytes else {
-            throw RegistryError(.limit, "--file \(path): \(data.count) bytes, over the entry limit of \(RegistryLimits.default.maxEntryBytes)")
+        guard data.count <= limit else {
+            let size = "more than \(limit) bytes"
+            throw RegistryError(.limit, "--file \(path): \(size), over the entry limit of \(limit)")
         }
         guard let text = String(data: data, encoding: .utf8) else { throw RegistryError(.invalid, "--file \(path): not UTF-8") }
         let value: JSONValue

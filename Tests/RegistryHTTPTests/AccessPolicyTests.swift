@@ -1,5 +1,6 @@
 import Testing
 @testable import RegistryHTTP
+@testable import RegistryServerPolicy
 
 @Suite("Access policy: Host names and origins")
 struct AccessPolicyTests {

@@ -1,6 +1,7 @@
 import Testing
 import RegistryKit
 @testable import RegistryHTTP
+import RegistryServerPolicy
 
 /// CORS and the Host check, as a browser (or an attacker's page through DNS rebinding) meets them.
 @Suite("CORS and Host check over HTTP", .serialized)
@@ -70,8 +71,17 @@ struct AccessTests {
             #expect(pna.header("access-control-allow-private-network") == "true")
             #expect(try await fixture.get("/servers", headers: [host, ("Origin", "https://other.example.com")]).status == 403)
         }
-        try await ServerFixture.start(access: AccessPolicy(allowedOrigins: ["*"])).use { fixture async throws in
-            let response = try await fixture.get("/servers", headers: [("Host", "127.0.0.1:\(fixture.port)"), ("Origin", "https://anyone.example")])
+        // '*' lets every site's pages in: only with the token (refused without one).
+        await #expect(throws: (any Error).self) {
+            try await ServerFixture.start(access: AccessPolicy(allowedOrigins: ["*"])).stop()
+        }
+        let token = AccessToken.generate()
+        try await ServerFixture.start(access: AccessPolicy(allowedOrigins: ["*"]), token: token).use { fixture async throws in
+            let without = try await fixture.get("/servers", headers: [("Host", "127.0.0.1:\(fixture.port)"), ("Origin", "https://anyone.example")])
+            #expect(without.status == 401)
+            let response = try await fixture.get("/servers", headers: [
+                ("Host", "127.0.0.1:\(fixture.port)"), ("Origin", "https://anyone.example"), ("Authorization", "Bearer \(token.value)"),
+            ])
             #expect(response.status == 200)
             #expect(response.header("access-control-allow-origin") == "*")
             #expect(response.header("vary") == nil)

@@ -17,7 +17,7 @@ struct EventStreamTests {
             let state = try #require(try await client.next())
             #expect(state.event == "state")
             let generation = try fixture.registry.generation()
-            #expect(state.id == "\(generation)")
+            #expect(state.id == "\(generation)-\(fixture.server.hub.epoch)")
             #expect(try state.json()["generation"] == .int(generation))
             #expect(try state.ids("servers") == ["first"])
         }
@@ -37,7 +37,7 @@ struct EventStreamTests {
             let added = try await client.next("change")
             #expect(try added.ids("added") == ["late"])
             #expect(try added.ids("removed").isEmpty)
-            #expect(added.id == "\(try fixture.registry.generation())")
+            #expect(added.id == "\(try fixture.registry.generation())-\(fixture.server.hub.epoch)")
             #expect(try added.json()["added"]?.arrayValue?.first?.objectValue?["url"] == .string("ws://127.0.0.1:1234"))
 
             try other.setHealth("late", .degraded, message: "slow")
@@ -51,7 +51,7 @@ struct EventStreamTests {
             other.close()
             let removed = try await client.next("change")
             #expect(try removed.ids("removed") == ["late"])
-            #expect(Int(removed.id ?? "") ?? 0 > Int(changed.id ?? "") ?? .max)
+            #expect(generationOf(removed.id) ?? 0 > generationOf(changed.id) ?? .max)
         }
     }
 
@@ -99,7 +99,7 @@ struct EventStreamTests {
             // Changes while the browser was away.
             try fixture.registry.register(ServerEntry(id: "while-away", url: "http://127.0.0.1:9005/", liveness: .none))
             try fixture.registry.setHealth("while-away", .healthy)
-            let currentID = "\(try fixture.registry.generation())"
+            let currentID = "\(try fixture.registry.generation())-\(fixture.server.hub.epoch)"
             #expect(try await eventually { fixture.server.hub.currentEventID == currentID })
 
             let resumed = try await EventStreamClient.connect(port: fixture.port, lastEventID: state.id)
@@ -119,11 +119,11 @@ struct EventStreamTests {
             _ = try await client.next("state")
             try fixture.registry.register(ServerEntry(id: "short", url: "http://127.0.0.1:9006/", liveness: .ttl, ttlSeconds: 1))
             let added = try await client.next("change")
-            #expect(added.id == "\(try fixture.registry.generation())")
+            #expect(added.id == "\(try fixture.registry.generation())-\(fixture.server.hub.epoch)")
             // Nobody writes: the ttl runs out and the watch sees the entry die.
             let expired = try await client.next("change", timeout: .seconds(5))
             #expect(try expired.ids("removed") == ["short"])
-            #expect(expired.id == "\(try fixture.registry.generation()).1")
+            #expect(expired.id == "\(try fixture.registry.generation()).1-\(fixture.server.hub.epoch)")
 
             // A client that saw the registration but not the expiry is sent the state again.
             let behind = try await EventStreamClient.connect(port: fixture.port, lastEventID: added.id)
@@ -188,4 +188,9 @@ struct EventStreamTests {
             _ = try await client.next("state")
         }
     }
+}
+
+/// The generation an event id starts with (`42` of `42-5f3a9c1e`, `42.1-5f3a9c1e`).
+func generationOf(_ id: String?) -> Int? {
+    id.flatMap { Int($0.prefix { $0.isNumber }) }
 }

@@ -72,15 +72,29 @@ import Testing
         }
     }
 
-    @Test func sessionsBeyondTheLimitGet503() async throws {
+    @Test func aFullTableMakesRoomByClosingTheLeastRecentlyUsedSession() async throws {
+        // 64 initialize requests used to lock every other client out for an hour (503).
         try await Self.withSessions(maxSessions: 2) { sessions, _ in
+            var ids: [String] = []
             for _ in 0..<2 {
                 let ok = await sessions.handle(Self.post(Self.initialize))
                 #expect(ok.statusCode == 200)
+                ids.append(try #require(ok.headers["MCP-Session-Id"]))
                 _ = try await Self.collect(ok)
             }
-            let refused = await sessions.handle(Self.post(Self.initialize))
-            #expect(refused.statusCode == 503)
+            // The first session is used again: the second is now the least recently used.
+            let list = #"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#
+            let used = await sessions.handle(Self.post(list, session: ids[0]))
+            #expect(used.statusCode == 200)
+            _ = try await Self.collect(used)
+
+            let third = await sessions.handle(Self.post(Self.initialize))
+            #expect(third.statusCode == 200)
+            _ = try await Self.collect(third)
+            #expect(await sessions.handle(Self.post(list, session: ids[1])).statusCode == 404)
+            let still = await sessions.handle(Self.post(list, session: ids[0]))
+            #expect(still.statusCode == 200)
+            _ = try await Self.collect(still)
         }
     }
 

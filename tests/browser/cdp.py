@@ -194,12 +194,17 @@ class Page:
 
 class WebSocketServer:
     """Accepts WebSocket handshakes on 127.0.0.1 and holds the connections open: something for
-    discovery.js's port scan to find."""
+    discovery.js's port scan to find. With `speaks_mcp`, it answers an MCP `initialize` text
+    frame with a result (as seed 001's WebSocket MCP servers do); without, it never answers (a
+    WebSocket server that is not an MCP server)."""
 
-    def __init__(self):
+    def __init__(self, speaks_mcp=True, name="test-ws-mcp", port=0):
+        self.speaks_mcp = speaks_mcp
+        self.name = name
+        self.initializes = 0
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind(("127.0.0.1", port))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
         self.handshakes = 0
@@ -232,8 +237,48 @@ class WebSocketServer:
                           f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
             self.handshakes += 1
             self.connections.append(conn)
+            if self.speaks_mcp:
+                self._answer(conn)
         except OSError:
             conn.close()
+
+    @staticmethod
+    def _read_frame(conn):
+        """One client frame (masked, as RFC 6455 requires): (opcode, payload)."""
+        def exactly(n):
+            data = b""
+            while len(data) < n:
+                chunk = conn.recv(n - len(data))
+                if not chunk:
+                    raise OSError("closed")
+                data += chunk
+            return data
+        b0, b1 = exactly(2)
+        length = b1 & 0x7F
+        if length == 126:
+            length = struct.unpack(">H", exactly(2))[0]
+        elif length == 127:
+            length = struct.unpack(">Q", exactly(8))[0]
+        mask = exactly(4) if b1 & 0x80 else b"\0\0\0\0"
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(exactly(length)))
+        return b0 & 0x0F, payload
+
+    def _answer(self, conn):
+        while True:
+            opcode, payload = self._read_frame(conn)
+            if opcode == 8:
+                return
+            if opcode != 1:
+                continue
+            message = json.loads(payload)
+            if message.get("method") != "initialize":
+                continue
+            self.initializes += 1
+            answer = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": {
+                "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                "serverInfo": {"name": self.name, "version": "1"}}}).encode()
+            header = bytes([0x81]) + (bytes([len(answer)]) if len(answer) < 126 else bytes([126]) + struct.pack(">H", len(answer)))
+            conn.sendall(header + answer)
 
     def close(self):
         self.listener.close()

@@ -198,10 +198,15 @@ class BrowserTest(unittest.TestCase):
     def start_serve(cls):
         cls.serve = cls.spawn([BIN, "serve", "--registry", cls.registry, "--port", str(cls.serve_port)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = cls.serve.stdout.readline().strip()  # printed once listening
-        if line != f"http://127.0.0.1:{cls.serve_port}/":
+        line = cls.serve.stdout.readline().strip()  # printed once listening, with the token
+        base, _, token = line.partition("?token=")
+        if base != f"http://127.0.0.1:{cls.serve_port}/" or len(token) != 64:
             raise RuntimeError(f"peer-registry serve did not start: {line!r}")
-        cls.serve_url = line.rstrip("/")
+        # Kept in the registry's runtime directory: the same after a restart.
+        if getattr(cls, "token", token) != token:
+            raise RuntimeError("the token changed across a restart")
+        cls.serve_url = base.rstrip("/")
+        cls.token = token
 
     def file_write_ms(self):
         """When the registry file was last written (ms since the epoch, the clock Date.now() uses)."""
@@ -212,8 +217,11 @@ class BrowserTest(unittest.TestCase):
     def test_1_status_page_lists_the_servers(self):
         page = self.cdp.open_page()
         type(self).status_page = page
-        page.navigate(self.serve_url + "/")
+        # As a person would: the URL serve printed. The token moves into a cookie and out of the
+        # address bar.
+        page.navigate(f"{self.serve_url}/?token={self.token}")
         page.wait_for("document.getElementById('connection').dataset.state === 'live'")
+        self.assertEqual(page.evaluate("location.href"), self.serve_url + "/")
         rows = page.evaluate("[...document.querySelectorAll('#servers tbody tr')].map(r => r.dataset.id)")
         self.assertEqual(rows, self.demo_ids)
         self.assertEqual(page.evaluate("document.querySelector('tr[data-id=\"docs-search\"] td.health').dataset.status"), "DEGRADED")
@@ -223,10 +231,31 @@ class BrowserTest(unittest.TestCase):
     def test_2_discovery_page_reads_the_registry(self):
         page = self.cdp.open_page(width=900, height=600)
         type(self).discovery_page = page
-        page.navigate(f"http://127.0.0.1:{self.pages_server.port}/discovery-test.html?registry={self.serve_url}")
+        page.navigate(f"http://127.0.0.1:{self.pages_server.port}/discovery-test.html?registry={self.serve_url}"
+                      f"#peer-registry-token={self.token}")
         page.wait_for("window.__ready === true")
         self.assertEqual(page.evaluate("window.__source"), "registry", page.console())
         self.assertEqual(page.evaluate("window.__ids"), self.demo_ids)
+        self.assertEqual(page.evaluate("window.__sources"), ["registry"])
+        # The fragment left the address bar; the token stays in this tab only.
+        self.assertNotIn(self.token, page.evaluate("location.href"))
+        self.assertEqual(page.evaluate("sessionStorage.length"), 1)
+
+    def test_2b_pages_without_the_token_get_nothing(self):
+        # Another page of the same browser on another host name has no cookie (cookies are per
+        # host): the status page says what to do, and nothing of the registry reaches it.
+        page = self.cdp.open_page(width=900, height=600)
+        page.navigate(f"http://localhost:{self.serve_port}/")
+        page.wait_for("document.getElementById('connection').dataset.state === 'unauthorized'", timeout=15)
+        self.assertEqual(page.evaluate("document.querySelectorAll('#servers tbody tr').length"), 0)
+        self.assertIn("?token=", page.evaluate("document.getElementById('problem').textContent"))
+        # A discovery.js page without the token: the registry refuses, the scan finds nothing.
+        other = self.cdp.open_page(width=900, height=600)
+        other.navigate(f"http://localhost:{self.pages_server.port}/discovery-test.html?registry={self.serve_url}&scan=")
+        other.wait_for("window.__ready === true")
+        self.assertEqual(other.evaluate("window.__source"), "offline")
+        self.assertIn("401", other.evaluate("window.__registryError"))
+        self.assertEqual(other.evaluate("window.__ids"), [])
 
     def test_3_registrations_after_load_appear_without_reload(self):
         status, discovery = self.status_page, self.discovery_page
@@ -271,6 +300,36 @@ class BrowserTest(unittest.TestCase):
         discovery.wait_for(f"window.__ids.length === {len(self.demo_ids) + 1}", timeout=10)
         self.assertEqual(discovery.evaluate("window.__ids"), self.demo_ids + ["late-1"])
 
+    def test_3b_long_and_right_to_left_names_stay_in_their_cells(self):
+        status = self.status_page
+        self.cli("register", "--id", "long-name", "--name", "N" * 4096, "--url", "http://127.0.0.1:8301/mcp")
+        self.cli("register", "--id", "rtl-name", "--name", "\u202eevil name", "--url", "http://127.0.0.1:8302/mcp")
+        self.cli("register", "--id", "supervised", "--url", "http://127.0.0.1:8303/mcp",
+                 "--metadata", json.dumps({"supervisor": {"state": "running", "restarts": 2}}))
+        status.wait_for("!!document.querySelector('tr[data-id=\"supervised\"]')", timeout=10)
+        # A 4,096-character name is cut, and its row fits the window.
+        self.assertLessEqual(status.evaluate("document.documentElement.scrollWidth"), status.evaluate("window.innerWidth") + 1)
+        right = status.evaluate("document.querySelector('tr[data-id=\"long-name\"] td.health').getBoundingClientRect().right")
+        self.assertLessEqual(right, status.evaluate("window.innerWidth"))
+        shown = status.evaluate("document.querySelector('tr[data-id=\"long-name\"] td.server b').textContent")
+        self.assertLess(len(shown), 200)
+        # Every value is isolated: the override inside the name reverses nothing after it.
+        isolated = status.evaluate("""(() => {
+            const cell = document.querySelector('tr[data-id="rtl-name"] td.server');
+            const name = cell.querySelector('b bdi');
+            const id = cell.querySelector('small bdi');
+            return [name && name.dir, id && id.textContent, id && getComputedStyle(id).direction,
+                    getComputedStyle(document.querySelector('tr[data-id="rtl-name"] td.url')).direction];
+        })()""")
+        self.assertEqual(isolated, ["auto", "rtl-name", "ltr", "ltr"])
+        # A supervised server shows its state.
+        self.assertEqual(status.evaluate("document.querySelector('tr[data-id=\"supervised\"] .supervisor').textContent"),
+                         "supervised: running · 2 restarts")
+        status.screenshot(os.path.join(OUT, "status-page-hostile-names.png"))
+        for server_id in ("long-name", "rtl-name", "supervised"):
+            self.cli("unregister", server_id)
+        status.wait_for("!document.querySelector('tr[data-id=\"supervised\"]')", timeout=10)
+
     def test_4_screenshots(self):
         status_png = os.path.join(OUT, "status-page.png")
         # Let the highlight of the last change fade (1.6 s), for a calm picture.
@@ -296,18 +355,54 @@ class BrowserTest(unittest.TestCase):
         page = self.cdp.open_page(width=900, height=600)
         dead = free_port()
         closed = free_port()
+        silent = WebSocketServer(speaks_mcp=False)  # accepts WebSockets, is no MCP server
+        self.addCleanup(silent.close)
         page.navigate(f"http://127.0.0.1:{self.pages_server.port}/discovery-test.html"
-                      f"?registry=http://127.0.0.1:{dead}&scan={self.ws_server.port},{closed}")
+                      f"?registry=http://127.0.0.1:{dead}&scan={self.ws_server.port},{closed},{silent.port}")
         page.wait_for("window.__ready === true", timeout=15)
         self.assertEqual(page.evaluate("window.__source"), "scan")
+        self.assertEqual(page.evaluate("window.__sources"), ["scan"])
+        # Only the port that answered initialize: an open socket is not an MCP server.
         self.assertEqual(page.evaluate("window.__ids"), [f"port-{self.ws_server.port}"])
-        self.assertGreaterEqual(self.ws_server.handshakes, 1)
+        self.assertGreaterEqual(self.ws_server.initializes, 1)
+        self.assertGreaterEqual(silent.handshakes, 1)
         elapsed = page.evaluate("window.__elapsedMs")
         # The registry fetch fails at once (connection refused), then every port is probed in
         # parallel with a 500 ms timeout: well under the 11 x 500 ms a sequential scan could take.
         self.assertLess(elapsed, 3000)
         print(f"\nscan fallback: found port-{self.ws_server.port} in {elapsed:.0f} ms", file=sys.stderr)
         page.screenshot(os.path.join(OUT, "discovery-scan-fallback.png"))
+
+    def test_6b_scan_mode_scans_again_and_reports_offline(self):
+        page = self.cdp.open_page(width=900, height=600)
+        dead = free_port()
+        later = free_port()
+        page.navigate(f"http://127.0.0.1:{self.pages_server.port}/discovery-test.html"
+                      f"?registry=http://127.0.0.1:{dead}&scan={later}&rescan=300")
+        page.wait_for("window.__ready === true", timeout=15)
+        self.assertEqual(page.evaluate("window.__source"), "offline")
+        # A server that starts after the page loaded is found by a later scan.
+        late = WebSocketServer(port=later, name="late-ws")
+        self.addCleanup(late.close)
+        page.wait_for(f"window.__ids.includes('port-{later}')", timeout=10)
+        self.assertEqual(page.evaluate("window.__sources"), ["offline", "scan"])
+        # The core's rule for ids of entries without one, as the registry derives them.
+        ids = page.evaluate("import('/discovery.js').then(m => [m.legacyId(1234), m.legacyId(1234, ['port-1234']),"
+                            " m.legacyId(1234, new Set(['port-1234', 'port-1234-2']))])")
+        self.assertEqual(ids, ["port-1234", "port-1234-2", "port-1234-3"])
+
+    def test_6c_the_types_declare_every_export(self):
+        node = shutil.which("node")
+        if not node:
+            self.fail("node is needed to list discovery.js's exports: apt-get install -y nodejs")
+        script = ("import(process.argv[1]).then(m => console.log(JSON.stringify(Object.keys(m).sort())))")
+        exports = json.loads(subprocess.run([node, "-e", script, os.path.join(ROOT, "bindings", "browser", "discovery.js")],
+                                            capture_output=True, text=True, timeout=30, check=True).stdout)
+        with open(os.path.join(ROOT, "bindings", "browser", "discovery.d.ts")) as f:
+            declared = f.read()
+        for name in exports:
+            self.assertRegex(declared, rf"export (function|const) {name}\b", f"discovery.d.ts does not declare {name}")
+        self.assertIn("discover", exports)
 
     def test_7_the_page_resumes_after_the_server_restarts(self):
         status = self.status_page
@@ -322,6 +417,8 @@ class BrowserTest(unittest.TestCase):
         self.assertEqual(status.evaluate("document.getElementById('connection').dataset.state"), "live")
         self.discovery_page.wait_for("window.__ids.includes('while-down')", timeout=15)
         self.assertEqual(status.evaluate("window.__noReload"), "still here")
+        # discovery.js said so while the server was down (nothing on its scan ports), and after.
+        self.assertEqual(self.discovery_page.evaluate("window.__sources"), ["registry", "offline", "registry"])
 
     @classmethod
     def report(cls):

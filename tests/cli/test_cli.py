@@ -417,13 +417,16 @@ class Serve(CLITestCase):
         ready, _, _ = select.select([child.stdout], [], [], 30)
         self.assertTrue(ready, "serve printed no URL within 30 s")
         url = child.stdout.readline().strip()
-        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/$")
-        return child, int(url.rsplit(":", 1)[1].rstrip("/"))
+        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/\?token=[0-9a-f]{64}$")
+        base, self.token = url.split("?token=")
+        return child, int(base.rsplit(":", 1)[1].rstrip("/"))
 
-    def get(self, port, path, host=None, headers=None):
+    def get(self, port, path, host=None, headers=None, token=True):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.putrequest("GET", path, skip_host=True)
         connection.putheader("Host", host or f"127.0.0.1:{port}")
+        if token:
+            connection.putheader("Authorization", f"Bearer {self.token}")
         for name, value in (headers or {}).items():
             connection.putheader(name, value)
         connection.endheaders()
@@ -454,7 +457,7 @@ class Serve(CLITestCase):
 
         # An open SSE stream sees a registration, and does not hold up SIGTERM.
         sse = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sse.sendall(f"GET /events HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+        sse.sendall(f"GET /events?token={self.token} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
         received = b""
         deadline = time.monotonic() + 10
         while b"event: state" not in received and time.monotonic() < deadline:

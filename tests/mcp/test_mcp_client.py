@@ -394,12 +394,21 @@ def test_streamable_http(peer_registry_bin: str, registry_path: str, cli) -> Non
     server = subprocess.Popen([peer_registry_bin, "mcp", "--registry", registry_path, "--http", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), url
+        printed = server.stdout.readline().strip()
+        url, _, token = printed.partition("?token=")
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp") and len(token) == 64, printed
 
         async def body() -> None:
+            import httpx2
+            # Without the token (any local process): no session.
+            async with httpx2.AsyncClient() as plain:
+                refused = await plain.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+                                           headers={"Accept": "application/json, text/event-stream"})
+                assert refused.status_code == 401, refused.text
             notes = Notifications()
-            async with streamable_http_client(url) as (read, write):
+            # A program sends it as Authorization: Bearer (the printed URL with ?token= works too).
+            client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+            async with client, streamable_http_client(url, http_client=client) as (read, write):
                 async with ClientSession(read, write, read_timeout_seconds=30, message_handler=notes.handler) as s:
                     init = await s.initialize()
                     assert init.server_info.name == "peer-registry"

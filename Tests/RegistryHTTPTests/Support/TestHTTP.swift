@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import RegistryHTTP
+import RegistryServerPolicy
 import RegistryKit
 
 /// A minimal HTTP/1.1 client over a real TCP socket. It sends exactly the headers it is given
@@ -314,7 +315,7 @@ final class ServerFixture: @unchecked Sendable {
         self.task = task
     }
 
-    static func start(access: AccessPolicy = AccessPolicy(), keepAlive: Duration = .seconds(15),
+    static func start(access: AccessPolicy = AccessPolicy(), token: AccessToken? = nil, keepAlive: Duration = .seconds(15),
                       prepare: (Registry) throws -> Void = { _ in }) async throws -> ServerFixture {
         var template = Array("/tmp/prk-http-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw TestError("mkdtemp failed") }
@@ -326,7 +327,7 @@ final class ServerFixture: @unchecked Sendable {
         logger.logLevel = .critical
         let server = RegistryHTTPServer(
             registry: registry,
-            configuration: .init(host: "127.0.0.1", port: 0, access: access, keepAliveInterval: keepAlive),
+            configuration: .init(host: "127.0.0.1", port: 0, access: access, token: token, keepAliveInterval: keepAlive),
             logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let task = Task {

@@ -1,0 +1,401 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import RegistryServerPolicy
+import Synchronization
+
+/// One downstream session of a bridge (`Mcp-Session-Id`): the process slot it uses, its
+/// server-to-client SSE stream (GET), and what arrived while no stream was open.
+final class BridgeSession: UpstreamClient, Sendable {
+    let id: String
+    let slot: ProcessSlot
+
+    private struct State {
+        var lastUsed = ContinuousClock.now
+        var inFlight = 0
+        var stream: AsyncStream<[UInt8]>.Continuation?
+        var backlog: [[UInt8]] = []
+        var closed = false
+    }
+    private let state = Mutex(State())
+    static let maxBacklog = 256
+
+    init(id: String, slot: ProcessSlot) {
+        self.id = id
+        self.slot = slot
+    }
+
+    func deliver(_ message: [UInt8]) {
+        let event = Self.sseEvent(message)
+        let stream: AsyncStream<[UInt8]>.Continuation? = state.withLock { s in
+            if let stream = s.stream { return stream }
+            if !s.closed {
+                s.backlog.append(event)
+                if s.backlog.count > Self.maxBacklog { s.backlog.removeFirst() }
+            }
+            return nil
+        }
+        stream?.yield(event)
+    }
+
+    func begin() { state.withLock { s in s.inFlight += 1; s.lastUsed = .now } }
+    func end() { state.withLock { s in s.inFlight -= 1; s.lastUsed = .now } }
+
+    func idle(longerThan limit: Duration, now: ContinuousClock.Instant) -> Bool {
+        state.withLock { s in s.inFlight == 0 && now - s.lastUsed > limit }
+    }
+
+    /// The server-to-client stream; nil when one is already open.
+    func openStream() -> AsyncStream<[UInt8]>? {
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let ok = state.withLock { s -> Bool in
+            guard s.stream == nil, !s.closed else { return false }
+            s.stream = continuation
+            for e in s.backlog { continuation.yield(e) }
+            s.backlog = []
+            return true
+        }
+        if !ok { continuation.finish(); return nil }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { s in s.stream = nil }
+        }
+        return stream
+    }
+
+    func close() {
+        let stream = state.withLock { s -> AsyncStream<[UInt8]>.Continuation? in
+            s.closed = true
+            s.backlog = []
+            defer { s.stream = nil }
+            return s.stream
+        }
+        stream?.finish()
+    }
+
+    static func sseEvent(_ message: [UInt8]) -> [UInt8] {
+        Array("event: message\ndata: ".utf8) + message + [0x0A, 0x0A]
+    }
+}
+
+/// The streamable HTTP endpoint of one supervised server (MCP 2025-03-26 and later): POST
+/// carries client messages (answered with JSON, or with an SSE stream when a request asks for
+/// progress), GET opens the session's server-to-client stream (with keep-alive comments),
+/// DELETE ends the session. Who may call it (loopback Host and Origin, the bearer token),
+/// connection caps and timeouts are the project's one `ServerPolicy`, applied before this
+/// (`Supervisor.serve`).
+final class Bridge: Sendable {
+    let server: ServerSupervisor
+    private let sessions = Mutex<[String: BridgeSession]>([:])
+    static let maxBodyBytes = 16 << 20
+    static let sessionHeader = HTTPField.Name("Mcp-Session-Id")
+
+    init(server: ServerSupervisor) {
+        self.server = server
+    }
+
+    /// The policy of every bridge: loopback only, the server's token, the project's limits.
+    static func policy(token: AccessToken) -> ServerPolicy {
+        var limits = ServerLimits()
+        limits.maxBodyBytes = maxBodyBytes
+        return ServerPolicy(access: AccessPolicy(), token: token, limits: limits)
+    }
+
+    var sessionCount: Int { sessions.withLock { $0.count } }
+
+    func respond(to request: Request) async throws -> Response {
+        let sessionID = Self.sessionHeader.flatMap { request.headers[$0] }
+        switch request.method {
+        case .post: return try await post(request, sessionID: sessionID)
+        case .get: return get(request, sessionID: sessionID)
+        case .delete: return await delete(sessionID: sessionID)
+        default:
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Method Not Allowed: use POST, GET or DELETE"), status: .methodNotAllowed)
+        }
+    }
+
+    // MARK: POST
+
+    private func post(_ request: Request, sessionID: String?) async throws -> Response {
+        var request = request
+        let body = try await request.collectBody(upTo: Self.maxBodyBytes)
+        let bytes = Array(body.readableBytesView)
+        var i = 0
+        JSONBytes.skipSpace(bytes, &i)
+        if i < bytes.count, bytes[i] == UInt8(ascii: "[") {
+            return await batch(bytes, sessionID: sessionID)
+        }
+        let message: RPCMessage
+        do {
+            message = try RPCMessage(bytes)
+        } catch {
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.parseError, message: "Parse error: \(error)"), status: .badRequest)
+        }
+        guard let sessionID else {
+            guard message.kind == .request, message.method == "initialize" else {
+                return Self.json(RPCMessage.error(id: message.id, code: RPCErrorCode.invalidRequest, message: "Bad Request: no Mcp-Session-Id header (send initialize first)"), status: .badRequest)
+            }
+            return await initialize(message)
+        }
+        guard let session = sessions.withLock({ $0[sessionID] }) else {
+            return Self.json(RPCMessage.error(id: message.id, code: RPCErrorCode.invalidRequest, message: "Not Found: no such session (it ended or expired); initialize a new one"), status: .notFound)
+        }
+        switch message.kind {
+        case .request:
+            let wantsStream = message.progressTokenRange != nil && (request.headers[.accept]?.contains("text/event-stream") ?? false)
+            if wantsStream, let live = session.slot.current {
+                return streamed(message, session: session, live: live)
+            }
+            let answer = await handle(message, session: session)
+            return Self.json(answer, session: sessionID)
+        case .notification:
+            forward(message, session: session)
+            return Self.accepted(sessionID)
+        case .response:
+            session.slot.current?.connection.respond(message, from: session)
+            return Self.accepted(sessionID)
+        }
+    }
+
+    private func forward(_ message: RPCMessage, session: BridgeSession) {
+        // The supervisor sends notifications/initialized itself after each initialize (replays too).
+        guard message.method != "notifications/initialized" else { return }
+        session.slot.current?.connection.notify(message, from: session)
+    }
+
+    /// One request of a session: to its process, started or restarted as needed.
+    private func handle(_ message: RPCMessage, session: BridgeSession) async -> [UInt8] {
+        session.begin()
+        defer { session.end() }
+        let live: ProcessSlot.Live
+        if let current = session.slot.current {
+            live = current
+        } else {
+            switch await readyWithin(session.slot, server.requestTimeout) {
+            case .success(let l): live = l
+            case .failure(let f): return RPCMessage.error(id: message.id, code: f.code, message: f.message)
+            }
+        }
+        if message.method == "initialize" {
+            return Self.withID(live.initializeResponse, message.id)
+        }
+        return await live.connection.request(message, from: session, timeout: server.requestTimeout)
+    }
+
+    /// `slot.ready()`, or a timeout error after `limit` (the start goes on for whoever comes next).
+    private func readyWithin(_ slot: ProcessSlot, _ limit: Duration) async -> Result<ProcessSlot.Live, ProcessSlot.Failure> {
+        let timeoutFailure = ProcessSlot.Failure(
+            message: "the server process did not become ready within \(formatSeconds(server.config.requestTimeout)) (requestTimeout)",
+            code: RPCErrorCode.requestTimeout)
+        return await withCheckedContinuation { continuation in
+            let answered = Once()
+            let timer = Task {
+                do { try await Task.sleep(for: limit) } catch { return }
+                if answered.claim() { continuation.resume(returning: .failure(timeoutFailure)) }
+            }
+            Task {
+                let result = await slot.ready()
+                timer.cancel()
+                if answered.claim() { continuation.resume(returning: result) }
+            }
+        }
+    }
+
+    private func initialize(_ message: RPCMessage) async -> Response {
+        let params = message.paramsRange.map { String(decoding: message.bytes[$0], as: UTF8.self) } ?? "{}"
+        let slot: ProcessSlot
+        switch server.slotForNewSession(initializeParams: params) {
+        case .success(let s): slot = s
+        case .failure(let f): return Self.json(RPCMessage.error(id: message.id, code: f.code, message: f.message))
+        }
+        let session = BridgeSession(id: ServerSupervisor.newToken(), slot: slot)
+        slot.attach(session)
+        switch await readyWithin(slot, server.startTimeout + .seconds(1)) {
+        case .failure(let f):
+            await server.sessionEnded(session, slot: slot)
+            return Self.json(RPCMessage.error(id: message.id, code: f.code, message: f.message))
+        case .success(let live):
+            sessions.withLock { $0[session.id] = session }
+            server.log(.debug, "session opened", ["session": session.id, "pid": "\(live.process.pid)"])
+            server.changed()
+            return Self.json(Self.withID(live.initializeResponse, message.id), session: session.id)
+        }
+    }
+
+    private func streamed(_ message: RPCMessage, session: BridgeSession, live: ProcessSlot.Live) -> Response {
+        let timeout = server.requestTimeout
+        var headers = Self.sseHeaders
+        if let name = Self.sessionHeader { headers[name] = session.id }
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            session.begin()
+            defer { session.end() }
+            let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let answer = await live.connection.request(message, from: session, timeout: timeout) { note in
+                        continuation.yield(BridgeSession.sseEvent(note))
+                    }
+                    continuation.yield(BridgeSession.sseEvent(answer))
+                    continuation.finish()
+                }
+                for await event in stream {
+                    do { try await writer.write(ByteBuffer(bytes: event)) } catch { break }
+                }
+                group.cancelAll()
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    private func batch(_ bytes: [UInt8], sessionID: String?) async -> Response {
+        guard let sessionID, let session = sessions.withLock({ $0[sessionID] }) else {
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Bad Request: a batch needs a session (initialize alone first)"), status: .badRequest)
+        }
+        var items: [RPCMessage] = []
+        var i = 1
+        JSONBytes.skipSpace(bytes, &i)
+        while i < bytes.count, bytes[i] != UInt8(ascii: "]") {
+            let start = i
+            do { try JSONBytes.skipValue(bytes, &i) } catch {
+                return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.parseError, message: "Parse error: \(error)"), status: .badRequest)
+            }
+            guard let m = try? RPCMessage(Array(bytes[start..<i])) else {
+                return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Invalid Request in batch"), status: .badRequest)
+            }
+            items.append(m)
+            JSONBytes.skipSpace(bytes, &i)
+            if i < bytes.count, bytes[i] == UInt8(ascii: ",") { i += 1; JSONBytes.skipSpace(bytes, &i) }
+        }
+        var answers: [[UInt8]] = []
+        await withTaskGroup(of: [UInt8]?.self) { group in
+            for m in items {
+                switch m.kind {
+                case .request: group.addTask { await self.handle(m, session: session) }
+                case .notification: forward(m, session: session)
+                case .response: session.slot.current?.connection.respond(m, from: session)
+                }
+            }
+            for await a in group { if let a { answers.append(a) } }
+        }
+        if answers.isEmpty { return Self.accepted(sessionID) }
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (k, a) in answers.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: a)
+        }
+        out.append(UInt8(ascii: "]"))
+        return Self.json(out, session: sessionID)
+    }
+
+    // MARK: GET / DELETE
+
+    private func get(_ request: Request, sessionID: String?) -> Response {
+        guard let sessionID, let session = sessions.withLock({ $0[sessionID] }) else {
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: sessionID == nil ? "Bad Request: no Mcp-Session-Id header" : "Not Found: no such session"),
+                             status: sessionID == nil ? .badRequest : .notFound)
+        }
+        guard let stream = session.openStream() else {
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Conflict: this session already has a stream open"), status: .conflict)
+        }
+        let keepAlive = server.keepAlive
+        var headers = Self.sseHeaders
+        if let name = Self.sessionHeader { headers[name] = sessionID }
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            let (ticks, tick) = AsyncStream<[UInt8]>.makeStream()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await event in stream { tick.yield(event) }
+                    tick.finish()
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        do { try await Task.sleep(for: keepAlive) } catch { break }
+                        tick.yield(Array(": keep-alive\n\n".utf8))
+                    }
+                }
+                for await chunk in ticks {
+                    do { try await writer.write(ByteBuffer(bytes: chunk)) } catch { break }
+                }
+                group.cancelAll()
+            }
+            session.close()
+            try? await writer.finish(nil)
+        })
+    }
+
+    private func delete(sessionID: String?) async -> Response {
+        guard let sessionID, let session = sessions.withLock({ $0.removeValue(forKey: sessionID) }) else {
+            return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Not Found: no such session"), status: .notFound)
+        }
+        session.close()
+        await server.sessionEnded(session, slot: session.slot)
+        server.log(.debug, "session closed", ["session": sessionID])
+        return Response(status: .ok)
+    }
+
+    // MARK: Housekeeping
+
+    /// Closes sessions idle (no request) longer than `idleTimeout`, until cancelled.
+    func expireIdleSessions() async {
+        let limit = server.idleTimeout
+        let period = min(max(limit / 4, .milliseconds(25)), .seconds(10))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: period) } catch { return }
+            let now = ContinuousClock.now
+            let expired: [BridgeSession] = sessions.withLock { all in
+                let idle = all.values.filter { $0.idle(longerThan: limit, now: now) }
+                for s in idle { all[s.id] = nil }
+                return idle
+            }
+            for s in expired {
+                s.close()
+                server.log(.info, "session expired", ["session": s.id, "idleTimeout": formatSeconds(server.config.idleTimeout)])
+                await server.sessionEnded(s, slot: s.slot)
+            }
+        }
+    }
+
+    func closeAll() async {
+        let all: [BridgeSession] = sessions.withLock { s in
+            defer { s = [:] }
+            return Array(s.values)
+        }
+        for s in all {
+            s.close()
+            await server.sessionEnded(s, slot: s.slot)
+        }
+    }
+
+    // MARK: Responses
+
+    static let sseHeaders: HTTPFields = {
+        var h = HTTPFields()
+        h[.contentType] = "text/event-stream"
+        h[.cacheControl] = "no-cache"
+        return h
+    }()
+
+    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, session: String? = nil) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if let session, let name = sessionHeader { headers[name] = session }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func accepted(_ session: String) -> Response {
+        var headers = HTTPFields()
+        if let name = sessionHeader { headers[name] = session }
+        return Response(status: .accepted, headers: headers)
+    }
+
+    static func withID(_ message: RPCMessage, _ id: [UInt8]?) -> [UInt8] {
+        guard let range = message.idRange else { return message.bytes }
+        return message.replacing([(range, id ?? Array("null".utf8))])
+    }
+}
+
+/// True for the first caller of `claim` only.
+final class Once: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func claim() -> Bool { !flag.exchange(true, ordering: .acquiringAndReleasing) }
+}
