@@ -50,7 +50,10 @@ let package = Package(
             dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "Hummingbird", package: "hummingbird")],
             resources: [.copy("Static")]
         ),
-        .target(name: "RegistryMCP", dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"), .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(name: "RegistryMCP", dependencies: [
+            "RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"),
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The CLI.
         .executableTarget(
             name: "peer-registry",

@@ -466,6 +466,23 @@ class MCPHTTP(ServerTestCase):
         self.assertEqual(self.post(port, INITIALIZE, token, headers={"Origin": "https://evil.com"})[0], 403)
 
 
+    def test_closed_event_streams_free_their_descriptors_at_once(self):
+        child, url, token = start_mcp_http(self)
+        port = int(url.split(":")[2].split("/")[0])
+        baseline = fd_count(child.pid)
+        for _ in range(120):
+            _, headers, _ = self.post(port, INITIALIZE, token, headers={"MCP-Protocol-Version": "2025-06-18"})
+            session = headers["mcp-session-id"]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall((f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                       f"Accept: text/event-stream\r\nMCP-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n").encode())
+            self.assertIn(b"200", s.recv(100))
+            s.close()
+        # 64 sessions stay open (the table's size), each without a stream: their sockets are gone.
+        settled = wait_until(lambda: fd_count(child.pid) <= baseline + 12, timeout=10)
+        self.assertTrue(settled, f"{fd_count(child.pid)} descriptors after 120 closed streams (baseline {baseline})")
+
+
 class MCPStdio(ServerTestCase):
     def test_a_10_mb_line_is_refused_at_once_and_the_session_goes_on(self):
         child = self.spawn([BIN, "mcp", "--registry", self.registry], stdin=subprocess.PIPE,
