@@ -202,12 +202,12 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
     return call(err) { () throws(RegistryError) in
         let out = try requireOut(out, "out")
         let watch = try RegistryWatch(try registry(reg))
-        out.pointee = Handles.watches.insert(WatchBox(watch))
+        out.pointee = Handles.watches.insert(watch)
     }
 }
 
 @c @implementation public func peerreg_watch_fd(_ w: OpaquePointer?) -> Int32 {
-    Handles.watches.lookup(w)?.fd ?? -1
+    Handles.watches.lookup(w)?.fileDescriptor ?? -1
 }
 
 @c @implementation public func peerreg_watch_next(_ w: OpaquePointer?, _ timeoutMs: Int32, _ out: OutString?, _ err: OutError?) -> Int32 {
@@ -215,22 +215,16 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
     return call(err) { () throws(RegistryError) in
         let out = try requireOut(out, "out_event_json")
         guard w != nil else { throw RegistryError(.invalid, "the watch handle is NULL") }
-        guard let box = Handles.watches.lookup(w) else { throw RegistryError(.closed, "the watch handle is closed") }
-        let event = try box.lock.withLock { watch throws(RegistryError) -> RegistryEvent? in
-            guard let watch else { throw RegistryError(.closed, "the watch handle is closed") }
-            return try watch.next(timeoutMilliseconds: Int(timeoutMs))
-        }
+        guard let watch = Handles.watches.lookup(w) else { throw RegistryError(.closed, "the watch handle is closed") }
+        // The watch serves one `next` at a time; a close from another thread wakes it (ECLOSED).
+        let event = try watch.next(timeoutMilliseconds: Int(timeoutMs))
         guard let event else { throw RegistryError(.timeout, "no change within \(timeoutMs) ms") }
         try output(event.jsonText, into: out)
     }
 }
 
 @c @implementation public func peerreg_watch_close(_ w: OpaquePointer?) {
-    guard let box = Handles.watches.remove(w) else { return }
-    box.lock.withLock { watch in
-        watch?.close()
-        watch = nil
-    }
+    Handles.watches.remove(w)?.close()
 }
 
 // MARK: - Memory and errors

@@ -46,19 +46,7 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
     }
 }
 
-/// A watch handle and the lock that keeps it to one thread at a time (misuse from several
-/// threads is serialised rather than undefined).
-final class WatchBox: Sendable {
-    let lock = Mutex<RegistryWatch?>(nil)
-    /// Kept outside the lock: polling the fd must not wait for a blocked `next`.
-    let fd: Int32
-    init(_ watch: RegistryWatch) {
-        fd = watch.fileDescriptor
-        lock.withLock { $0 = watch }
-    }
-}
-
 enum Handles {
     static let registries = HandleTable<Registry>(base: 0x7e57_0000_0000)
-    static let watches = HandleTable<WatchBox>(base: 0x7e58_0000_0000)
+    static let watches = HandleTable<RegistryWatch>(base: 0x7e58_0000_0000)
 }

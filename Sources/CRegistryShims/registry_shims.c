@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "registry_shims.h"
+#include <fcntl.h>
+#include <sys/file.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -23,18 +26,38 @@ static void on_child(void) {
 }
 static void install(void) { pthread_atfork(on_prepare, on_parent, on_child); }
 
-int prshim_track_fd(int fd) {
-    pthread_once(&atfork_once, install);
-    pthread_mutex_lock(&tracked_lock);
+/* Appends fd to the table; the caller holds tracked_lock. */
+int prshim_track_fd_locked(int fd) {
+    if (fd < 0) return 0;
     if (tracked_len == tracked_cap) {
         int cap = tracked_cap ? tracked_cap * 2 : 64;
         int *grown = realloc(tracked, (size_t)cap * sizeof *tracked);
-        if (!grown) { pthread_mutex_unlock(&tracked_lock); return -1; }
+        if (!grown) return -1;
         tracked = grown; tracked_cap = cap;
     }
     tracked[tracked_len++] = fd;
-    pthread_mutex_unlock(&tracked_lock);
     return 0;
+}
+
+int prshim_track_fd(int fd) {
+    pthread_once(&atfork_once, install);
+    pthread_mutex_lock(&tracked_lock);
+    int rc = prshim_track_fd_locked(fd);
+    pthread_mutex_unlock(&tracked_lock);
+    return rc;
+}
+
+/* fork() takes tracked_lock in its prepare handler, so while it is held here no fork can copy
+ * a descriptor that is open but not yet in the table. */
+void prshim_fork_hold(void) {
+    pthread_once(&atfork_once, install);
+    pthread_mutex_lock(&tracked_lock);
+}
+
+int prshim_fork_release(int fd) {
+    int rc = prshim_track_fd_locked(fd);
+    pthread_mutex_unlock(&tracked_lock);
+    return rc;
 }
 
 void prshim_untrack_fd(int fd) {
@@ -46,13 +69,6 @@ void prshim_untrack_fd(int fd) {
 }
 
 int prshim_fork_generation(void) { return fork_generation; }
-
-int prshim_tracked_count(void) {
-    pthread_mutex_lock(&tracked_lock);
-    int n = tracked_len;
-    pthread_mutex_unlock(&tracked_lock);
-    return n;
-}
 
 int prshim_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -76,3 +92,7 @@ int prshim_timerfd_arm(int fd, long long ms) {
     }
     return timerfd_settime(fd, 0, &spec, NULL);
 }
+
+int prshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK); }
+
+int prshim_flock(int fd, int operation) { return flock(fd, operation); }

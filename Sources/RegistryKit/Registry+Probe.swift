@@ -65,7 +65,8 @@ extension Registry {
                 health.status = .healthy
                 health.consecutiveFailures = nil
             } else {
-                let failures = (health.consecutiveFailures ?? 0) + 1
+                // Saturates at the validator's cap: no count read from the file overflows it.
+                let failures = min((health.consecutiveFailures ?? 0) + 1, Health.maxConsecutiveFailures)
                 health.consecutiveFailures = failures
                 if failures >= policy.downAfter {
                     health.status = .down
@@ -83,54 +84,12 @@ extension Registry {
 
     /// Starts probing every live `http`, `sse` and `ws` entry every `interval` on a background
     /// thread, until the returned monitor is stopped (or released).
+    /// Probing stops when the monitor is stopped or released. If no thread can be started the
+    /// monitor is not running (`isRunning` is false) and nothing is probed.
     public func startHealthMonitor(interval: Duration = .seconds(10), policy: ProbePolicy = ProbePolicy()) -> HealthMonitor {
         let monitor = HealthMonitor(registry: self, interval: interval, policy: policy)
         monitor.start()
         return monitor
-    }
-}
-
-/// Periodic active probes of a registry's servers (see `Registry.startHealthMonitor`).
-public final class HealthMonitor: Sendable {
-    private let registry: Registry
-    private let intervalMillis: Int64
-    private let policy: ProbePolicy
-    private let stopped = Atomic<Bool>(false)
-    /// Completed rounds, for tests and status displays.
-    private let rounds = Atomic<Int>(0)
-
-    init(registry: Registry, interval: Duration, policy: ProbePolicy) {
-        self.registry = registry
-        let c = interval.components
-        self.intervalMillis = max(10, c.seconds &* 1000 &+ c.attoseconds / 1_000_000_000_000_000)
-        self.policy = policy
-    }
-
-    deinit { stop() }
-
-    /// How many full rounds of probes have completed.
-    public var completedRounds: Int { rounds.load(ordering: .relaxed) }
-
-    /// Stops after the probe in progress, if any.
-    public func stop() { stopped.store(true, ordering: .relaxed) }
-
-    func start() {
-        runOnThread { [self] in
-            while !stopped.load(ordering: .relaxed) {
-                let servers = (try? registry.list().servers) ?? []
-                for e in servers where e.transport != .stdio && e.url != nil {
-                    if stopped.load(ordering: .relaxed) { return }
-                    _ = try? registry.probeSync(e.id, policy: policy)
-                }
-                rounds.add(1, ordering: .relaxed)
-                var slept: Int64 = 0
-                while slept < intervalMillis && !stopped.load(ordering: .relaxed) {
-                    let step = min(50, intervalMillis - slept)
-                    Sys.sleepMicros(Int(step) * 1000)
-                    slept += step
-                }
-            }
-        }
     }
 }
 

@@ -11,6 +11,8 @@ extension Registry {
     /// Cost: one `stat`, hash lookups in the per-generation index, one liveness check per candidate.
     public func resolve(_ kind: CapabilityKind, _ name: String) throws(RegistryError) -> ServerEntry {
         guard !name.isEmpty else { throw RegistryError(.invalid, "the \(kind.name) name is empty") }
+        try enter()
+        defer { leave() }
         let snap = try snapshot()
         let judge = judge()
         let index = snap.index

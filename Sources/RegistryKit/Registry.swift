@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 import Synchronization
 import CRegistryShims
@@ -21,6 +19,10 @@ public final class Registry: Sendable {
         public var lockTimeout: Duration = Options.environmentLockTimeout ?? .seconds(5)
         /// Size limits enforced on read and write.
         public var limits: RegistryLimits = .default
+        /// Open for reading only: nothing is created (no directory, no lock file; a missing
+        /// registry reads as empty) and every write fails with `.permission`. For tools that only
+        /// look (`peer-registry list`).
+        public var readOnly = false
         public init() {}
 
         static var environmentLockTimeout: Duration? {
@@ -45,9 +47,18 @@ public final class Registry: Sendable {
 
     struct State {
         var closed = false
+        /// Calls using the store right now; `close()` waits for them.
+        var inFlight = 0
         /// Lease descriptors this handle holds, by entry id (each holds `flock(LOCK_EX)`).
         var leases: [String: Int32] = [:]
+        /// The entries this handle holds leases for, as it last wrote them: what anti-entropy
+        /// restores (docs/FORMAT.md, "Anti-entropy").
+        var owned: [String: ServerEntry] = [:]
         var snapshot: Snapshot = .empty
+        /// The highest generation this handle has seen: a write never goes below it, even
+        /// after the file was deleted, repaired or rolled back by a tool that bypasses the lock.
+        var highestGeneration: Int64 = 0
+        var antiEntropy: AntiEntropy?
     }
     let state = Mutex(State())
 
@@ -70,7 +81,7 @@ public final class Registry: Sendable {
         let resolved = path ?? Registry.defaultPath
         self.path = resolved
         self.options = options
-        self.store = try RegistryStore(path: resolved, limits: options.limits)
+        self.store = try RegistryStore(path: resolved, limits: options.limits, readOnly: options.readOnly)
         self.ownerPID = getpid()
         self.forkGeneration = prshim_fork_generation()
     }
@@ -83,18 +94,26 @@ public final class Registry: Sendable {
     }
 
     /// Unregisters every entry this handle registered with `lease` liveness (one write),
-    /// releases the leases and closes the handle. Idempotent. Never throws: if the write fails
-    /// (say the file is corrupt), the released leases make those entries dead anyway, and the
-    /// next writer removes them.
+    /// releases the leases and closes the handle. Idempotent and safe to call while other threads
+    /// are inside calls on the handle: it waits for them to finish (a write waiting for the file
+    /// lock finishes within the lock timeout), and calls made after it fail with `.closed`.
+    /// Never throws: if the write fails (say the file is corrupt), the released leases make those
+    /// entries dead anyway, and the next writer removes them.
     public func close() {
-        let (wasOpen, leases) = state.withLock { s -> (Bool, [String: Int32]) in
-            defer { s.closed = true }
-            return (!s.closed, s.leases)
+        let (wasOpen, antiEntropy) = state.withLock { s -> (Bool, AntiEntropy?) in
+            defer {
+                s.closed = true
+                s.antiEntropy = nil
+            }
+            return (!s.closed, s.antiEntropy)
         }
         guard wasOpen else { return }
+        antiEntropy?.stop()
         // In a forked child the descriptors were already closed at fork (registry_shims.c) and
         // the entries belong to the parent: touch nothing.
         guard inOwnerProcess else { return }
+        while state.withLock({ $0.inFlight }) > 0 { Sys.sleepMicros(200) }
+        let leases = state.withLock { $0.leases }
         if !leases.isEmpty {
             _ = try? transaction(allowClosed: true) { txn throws(RegistryError) in
                 txn.document.servers.removeAll { leases[$0.id] != nil }
@@ -104,29 +123,49 @@ public final class Registry: Sendable {
             state.withLock { s in
                 for (id, fd) in s.leases { releaseLease(id, fd) }
                 s.leases = [:]
+                s.owned = [:]
             }
         }
         store.close()
     }
 
-    func checkUsable() throws(RegistryError) {
+    /// Marks a call as using the handle until `leave()`; `close()` waits for it.
+    /// - Throws: `.closed` once closed or in a forked child.
+    func enter() throws(RegistryError) {
         if !inOwnerProcess {
             throw RegistryError(.closed, "this registry handle was opened by pid \(ownerPID) and inherited across fork(); open a new one in this process")
         }
-        if state.withLock({ $0.closed }) { throw RegistryError(.closed, "the registry handle is closed") }
+        try state.withLock { s throws(RegistryError) in
+            if s.closed { throw RegistryError(.closed, "the registry handle is closed") }
+            s.inFlight += 1
+        }
+    }
+
+    func leave() {
+        state.withLock { $0.inFlight -= 1 }
+    }
+
+    func checkUsable() throws(RegistryError) {
+        try enter()
+        leave()
     }
 
     // MARK: - Reading
 
-    /// The current parsed file: one `fstatat` when nothing changed since the last read.
+    /// The current parsed file: one `fstatat` when nothing changed since the last read (and the
+    /// last read was not so close to the file's mtime that a rewrite could keep its stamp; then
+    /// the file is read again and compared).
     func snapshot() throws(RegistryError) -> Snapshot {
-        try checkUsable()
-        let stamp = try store.currentStamp()
+        try enter()
+        defer { leave() }
         let cached = state.withLock { $0.snapshot }
-        if cached.stamp == stamp { return cached }
-        guard let (document, readStamp) = try store.read(previous: cached.document) else { return .empty }
-        let fresh = Snapshot(document: document, stamp: readStamp)
-        state.withLock { $0.snapshot = fresh }
+        let fresh = try store.load(cached: cached)
+        if fresh !== cached {
+            state.withLock { s in
+                s.snapshot = fresh
+                s.highestGeneration = max(s.highestGeneration, fresh.document.generation)
+            }
+        }
         return fresh
     }
 
@@ -139,6 +178,8 @@ public final class Registry: Sendable {
     ///   `.io` when the file cannot be read.
     /// Costs one `stat`, a hash lookup and a liveness check (for a lease: open + flock).
     public func get(_ id: String) throws(RegistryError) -> ServerEntry {
+        try enter()
+        defer { leave() }
         let snap = try snapshot()
         guard let entry = snap.entry(id), judge().isAlive(entry) else {
             throw RegistryError(.notFound, "no live server with id \"\(id.prefix(80))\" in \(path)")
@@ -149,13 +190,15 @@ public final class Registry: Sendable {
     /// The live entries matching `filter`, in file order, with the file generation they come from.
     /// Costs one `stat` plus one liveness check per matching entry.
     public func list(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> RegistryListing {
+        try enter()
+        defer { leave() }
         var snap = try snapshot()
         if snap.document.hasUnencodedEntries {
             // A file another writer wrote: encode its entries once for this version, so listing
             // it again (and this handle's next write) copies bytes instead of encoding.
             var document = snap.document
             document.encodeMissing()
-            let encoded = Snapshot(document: document, stamp: snap.stamp)
+            let encoded = snap.replacingDocument(document)
             let current = snap
             state.withLock { if $0.snapshot === current { $0.snapshot = encoded } }
             snap = encoded
@@ -179,29 +222,38 @@ public final class Registry: Sendable {
         /// Leases this handle gives up once the write is durable.
         var releasedLeases: [String] = []
         var removedDead = 0
+        /// Owned entries put back by anti-entropy.
+        var restored = 0
     }
 
     /// Runs `body` under the write lock on the current document, prunes dead entries, and writes
-    /// the result if anything changed. Nothing is written, and leases taken are released, if
-    /// `body` or the write fails.
+    /// the result if anything changed. Entries this handle holds leases for are first restored
+    /// if a writer that bypasses the library removed or changed them (anti-entropy). Nothing is
+    /// written, and leases taken are released, if `body` or the write fails.
     @discardableResult
     func transaction<T>(allowClosed: Bool = false, _ body: (inout Transaction) throws(RegistryError) -> T) throws(RegistryError) -> (T, Int) {
         if allowClosed {
             guard inOwnerProcess else { throw RegistryError(.closed, "inherited across fork()") }
         } else {
-            try checkUsable()
+            try enter()
         }
+        defer { if !allowClosed { leave() } }
         return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> (T, Int) in
             var txn = Transaction(document: try currentDocumentForWrite())
             do throws(RegistryError) {
+                restoreOwned(&txn)
                 let result = try body(&txn)
                 try commit(&txn)
                 state.withLock { s in
                     for (id, fd) in txn.acquiredLeases { s.leases[id] = fd }
                     for id in txn.releasedLeases {
                         if let fd = s.leases.removeValue(forKey: id) { releaseLease(id, fd) }
+                        s.owned[id] = nil
                     }
+                    // What this handle holds is now what the file says of it.
+                    for entry in txn.document.servers where s.leases[entry.id] != nil { s.owned[entry.id] = entry }
                 }
+                if !txn.acquiredLeases.isEmpty { startAntiEntropy() }
                 return (result, txn.removedDead)
             } catch {
                 for (id, fd) in txn.acquiredLeases { releaseLease(id, fd) }
@@ -210,21 +262,60 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Under the lock: the cached document if the file is unchanged, else a fresh read. The
-    /// cached snapshot is taken out of the handle (readers meanwhile re-read the file), so that
-    /// once it is released the document is uniquely owned and the write mutates it in place
+    /// Under the lock: the cached document if the file is provably unchanged, else a fresh read.
+    /// The cached snapshot is taken out of the handle (readers meanwhile re-read the file), so
+    /// that once it is released the document is uniquely owned and the write mutates it in place
     /// instead of copying every entry.
     private func currentDocumentForWrite() throws(RegistryError) -> RegistryDocument {
-        let stamp = try store.currentStamp()
         // When this returns, `cached` is released with the snapshot, so the document returned
         // is the only reference to its entries.
         let cached = state.withLock { s -> Snapshot in
             defer { s.snapshot = .empty }
             return s.snapshot
         }
-        if cached.stamp == stamp { return cached.document }
-        guard let (fresh, _) = try store.read(previous: cached.document) else { return RegistryDocument() }
-        return fresh
+        let current = try store.load(cached: cached)
+        state.withLock { $0.highestGeneration = max($0.highestGeneration, current.document.generation) }
+        return current.document
+    }
+
+    /// Puts back the entries this handle holds leases for where the document lost or changed
+    /// them — except `health` and `lastSeen`, which other processes may report through the
+    /// library. (Through the library nobody else can remove or replace a held entry.)
+    private func restoreOwned(_ txn: inout Transaction) {
+        let owned = state.withLock { $0.owned }
+        guard !owned.isEmpty else { return }
+        for (id, mine) in owned {
+            if let i = txn.document.servers.firstIndex(where: { $0.id == id && !$0.isLegacy }) {
+                let current = txn.document.servers[i]
+                guard !current.sameOwnedFields(as: mine) else { continue }
+                var restored = mine
+                restored.health = current.health
+                restored.lastSeen = current.lastSeen ?? mine.lastSeen
+                txn.document.servers[i] = restored
+            } else {
+                txn.document.servers.append(mine)
+            }
+            txn.changed = true
+            txn.restored += 1
+        }
+    }
+
+    /// Whether the file still holds this handle's entries as it wrote them (see `restoreOwned`).
+    func ownedEntriesIntact() throws(RegistryError) -> Bool {
+        let owned = state.withLock { $0.owned }
+        guard !owned.isEmpty else { return true }
+        let snap = try snapshot()
+        return owned.allSatisfy { id, mine in snap.entry(id).map { $0.sameOwnedFields(as: mine) } ?? false }
+    }
+
+    /// Starts this handle's anti-entropy thread, once.
+    private func startAntiEntropy() {
+        let needed = state.withLock { s -> Bool in
+            guard s.antiEntropy == nil, !s.closed else { return false }
+            s.antiEntropy = AntiEntropy(registry: self)
+            return true
+        }
+        if needed { state.withLock { $0.antiEntropy }?.start() }
     }
 
     private func commit(_ txn: inout Transaction) throws(RegistryError) {
@@ -236,8 +327,8 @@ public final class Registry: Sendable {
             // Dead leases are unlinked only after the write is durable, while still locked.
             let dir = try? store.leasesDirectory(create: false)
             for (id, fd) in claimed {
-                if let dir, txn.changed || txn.removedDead > 0 { unlinkat(dir, id + ".lease", 0) }
-                Glibc.close(fd)
+                if let dir, txn.changed || txn.removedDead > 0 { Sys.unlinkAt(dir, id + ".lease", path: store.leasesPath + "/" + id + ".lease") }
+                Sys.closeTracked(fd)
             }
         }
         let before = txn.document.servers.count
@@ -248,16 +339,30 @@ public final class Registry: Sendable {
         guard txn.document.servers.count <= options.limits.maxEntries else {
             throw RegistryError(.limit, "the registry would hold \(txn.document.servers.count) entries, over the limit of \(options.limits.maxEntries)")
         }
-        txn.document.generation += 1
-        let bytes = txn.document.encodeCaching()
+        // Values read from the file never reach unchecked arithmetic: the reader bounds the
+        // generation, and the write refuses to pass the bound.
+        let base = max(txn.document.generation, state.withLock { $0.highestGeneration })
+        guard base < RegistryDocument.maxGeneration else {
+            throw RegistryError(.limit, "the registry's generation counter is at its maximum (\(RegistryDocument.maxGeneration)); run `peer-registry repair` to restart it")
+        }
+        txn.document.generation = base + 1
+        var fresh: [Int] = []
+        let bytes = txn.document.encodeCaching(freshlyEncoded: &fresh)
         guard bytes.count <= options.limits.maxFileBytes else {
             throw RegistryError(.limit, "the registry file would be \(bytes.count) bytes, over the limit of \(options.limits.maxFileBytes)")
         }
+        // Never write what a reader would refuse: every entry encoded by this write is read back
+        // by the reader's own rules, at the depth it has in the file.
+        for i in fresh { try txn.document.checkReadable(entryAt: i, limits: options.limits) }
         let stamp = try store.replace(with: bytes)
         txn.removedDead = removed
         txn.changed = true
-        let snap = Snapshot(document: txn.document, stamp: stamp)
-        state.withLock { $0.snapshot = snap }
+        let snap = Snapshot(document: txn.document, stamp: stamp, bytes: bytes, confirmedAt: Sys.realtimeNanos())
+        let generation = txn.document.generation
+        state.withLock { s in
+            s.snapshot = snap
+            s.highestGeneration = max(s.highestGeneration, generation)
+        }
     }
 
     /// Takes `flock(LOCK_EX)` on `leases/<id>.lease` (creating it 0600). Readers hold a shared
@@ -269,32 +374,33 @@ public final class Registry: Sendable {
         let leasePath = store.leasesPath + "/" + name
         let deadline = Sys.monotonicMicros() + 50_000
         while true {
-            let fd = Sys.openAt(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
+            // Tracked from the moment it exists: a child forked now must not keep the lease.
+            let fd = Sys.openAtTracked(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600, path: leasePath)
             guard fd >= 0 else {
-                if errno == ELOOP { throw RegistryStore.symlinkError(leasePath) }
-                throw Sys.ioError("open", leasePath)
+                if errno == ELOOP { throw PathSafety.symlinkError(leasePath) }
+                throw Sys.ioError(.open, leasePath)
             }
             let st: stat
             do throws(RegistryError) {
                 st = try Sys.fstatOrThrow(fd, leasePath)
-                try RegistryStore.checkFile(st, path: leasePath)
+                try PathSafety.checkFile(st, path: leasePath)
             } catch {
-                Glibc.close(fd)
+                Sys.closeTracked(fd)
                 throw error
             }
-            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+            if Sys.flock(fd, LOCK_EX | LOCK_NB, path: leasePath) == 0 {
                 // A pruner may have unlinked the file between our open and our lock: only a lock
                 // on the inode the path still names counts.
-                var now = stat()
-                if fstatat(dir, name, &now, AT_SYMLINK_NOFOLLOW) == 0, now.st_ino == st.st_ino, now.st_dev == st.st_dev {
-                    let text = Array("\(getpid())\n".utf8)
-                    _ = ftruncate(fd, 0)
-                    _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-                    Sys.track(fd)
+                if let now = Sys.statAt(dir, name, path: leasePath), now.st_ino == st.st_ino, now.st_dev == st.st_dev {
+                    Sys.overwriteSmall(fd, "\(getpid())\n", path: leasePath)
                     return fd
                 }
+            } else if errno != EWOULDBLOCK {
+                let e = errno
+                Sys.closeTracked(fd)
+                throw Sys.ioError(.flock, leasePath, e)
             }
-            Glibc.close(fd)
+            Sys.closeTracked(fd)
             if Sys.monotonicMicros() >= deadline {
                 throw RegistryError(.exists, "id \"\(id)\" is held by another live registrant (its lease \(leasePath) is locked)")
             }
@@ -304,25 +410,31 @@ public final class Registry: Sendable {
 
     /// Unlinks a lease file this handle holds, then closes (and so unlocks) it.
     private func releaseLease(_ id: String, _ fd: Int32) {
-        if let dir = try? store.leasesDirectory(create: false) {
-            var byPath = stat(), mine = stat()
-            if fstatat(dir, id + ".lease", &byPath, AT_SYMLINK_NOFOLLOW) == 0, fstat(fd, &mine) == 0,
-               byPath.st_ino == mine.st_ino, byPath.st_dev == mine.st_dev {
-                unlinkat(dir, id + ".lease", 0)
-            }
+        let leasePath = store.leasesPath + "/" + id + ".lease"
+        if let dir = try? store.leasesDirectory(create: false),
+           let byPath = Sys.statAt(dir, id + ".lease", path: leasePath), let mine = try? Sys.fstatOrThrow(fd, leasePath),
+           byPath.st_ino == mine.st_ino, byPath.st_dev == mine.st_dev {
+            Sys.unlinkAt(dir, id + ".lease", path: leasePath)
         }
         Sys.closeTracked(fd)
     }
 
-    /// Registers `entry`, or replaces it when this handle registered the same id, and returns
-    /// what was stored: `startedAt`, `lastSeen`, `pid` (for lease), `transport` and `port` (from
-    /// the URL) and `ttlSeconds` (30, for ttl) filled in. Durable when it returns.
+    /// Registers `entry` and returns what was stored: `startedAt`, `lastSeen`, `pid` (for
+    /// lease), `transport` and `port` (from the URL) and `ttlSeconds` (30, for ttl) filled in.
+    /// Durable when it returns.
+    ///
+    /// An existing entry with the same id is replaced — when this handle holds its lease, or it
+    /// is not a live lease entry (a `ttl`, `pid` or static entry is replaced by whoever registers
+    /// the id again) — unless `onlyIfAbsent` is true: then any live entry with the id is
+    /// `.exists`, checked under the write lock (no race between looking and registering).
     /// - Throws: `.invalid` for a bad entry (the message names the field), `.exists` when another
-    ///   live registrant holds the id with a lease, `.limit`, `.corrupt`, `.timeout`, `.io`,
-    ///   `.permission`, `.closed`.
+    ///   live registrant holds the id with a lease (or, with `onlyIfAbsent`, any live entry has
+    ///   it), `.limit`, `.corrupt`, `.timeout`, `.io`, `.permission`, `.closed`.
     /// Cost: one durable write (see docs/BENCHMARKS.md).
     @discardableResult
-    public func register(_ entry: ServerEntry) throws(RegistryError) -> ServerEntry {
+    public func register(_ entry: ServerEntry, onlyIfAbsent: Bool = false) throws(RegistryError) -> ServerEntry {
+        try enter()
+        defer { leave() }
         var entry = entry
         try prepareForRegistration(&entry)
         let (stored, _) = try transaction { txn throws(RegistryError) -> ServerEntry in
@@ -333,6 +445,9 @@ public final class Registry: Sendable {
                 let existing = txn.document.servers[i]
                 if existing.liveness == .lease, !holds, judge().isAlive(existing) {
                     throw RegistryError(.exists, "id \"\(entry.id)\" is registered by another live process (pid \(existing.pid.map(String.init) ?? "?")); pick another id or unregister it")
+                }
+                if onlyIfAbsent, judge().isAlive(existing) {
+                    throw RegistryError(.exists, "id \"\(entry.id)\" is already registered (\(existing.liveness.rawValue) entry); replace it explicitly or pick another id")
                 }
                 if holds, existing.liveness == .lease, entry.startedAt == nil { entry.startedAt = existing.startedAt }
                 if entry.startedAt == nil { entry.startedAt = entry.lastSeen }
@@ -354,14 +469,13 @@ public final class Registry: Sendable {
 
     /// Registers one entry given as JSON (as the C ABI does). See `register(_:)`.
     @discardableResult
-    public func register(json: String) throws(RegistryError) -> ServerEntry {
+    public func register(json: String, onlyIfAbsent: Bool = false) throws(RegistryError) -> ServerEntry {
         try checkUsable()
-        return try register(ServerEntry(jsonText: json, limits: options.limits))
+        return try register(ServerEntry(jsonText: json, limits: options.limits), onlyIfAbsent: onlyIfAbsent)
     }
 
     /// Fills defaults and validates what `register` stores.
     private func prepareForRegistration(_ entry: inout ServerEntry) throws(RegistryError) {
-        try checkUsable()
         guard ServerEntry.isValidID(entry.id) else {
             throw RegistryError(.invalid, "field \"id\": \"\(entry.id.prefix(80))\" is not a valid id (1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit)")
         }
@@ -403,13 +517,21 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Removes the entry `id` (any liveness mode; an operator may remove another process's
-    /// entry) and releases its lease if this handle held it. Durable when it returns.
-    /// - Throws: `.notFound` when there is no such entry, plus the write errors of `register`.
+    /// Removes the entry `id` and releases its lease if this handle held it. Durable when it
+    /// returns. Any `ttl`, `pid`, static or dead entry may be removed (an operator cleaning up);
+    /// a `lease` entry whose lease another live handle or process holds is refused — its owner
+    /// would restore it (anti-entropy): stop that process to remove it.
+    /// - Throws: `.notFound` when there is no such entry, `.permission` (naming the holder's
+    ///   pid) for an entry leased by someone else, plus the write errors of `register`.
     public func unregister(_ id: String) throws(RegistryError) {
         try transaction { txn throws(RegistryError) in
             guard let i = txn.document.servers.firstIndex(where: { $0.id == id }) else {
                 throw RegistryError(.notFound, "no server with id \"\(id.prefix(80))\" in \(path)")
+            }
+            let existing = txn.document.servers[i]
+            if existing.liveness == .lease, !existing.isLegacy, state.withLock({ $0.leases[id] == nil }), judge().isAlive(existing) {
+                let pid = store.leaseHolderPID(id) ?? existing.pid
+                throw RegistryError(.permission, "\"\(id.prefix(80))\" is held by a live registrant (pid \(pid.map(String.init) ?? "?")), which would restore it; stop that process to remove its entry")
             }
             txn.document.servers.remove(at: i)
             if state.withLock({ $0.leases[id] != nil }) { txn.releasedLeases.append(id) }
@@ -487,42 +609,47 @@ public final class Registry: Sendable {
             // Orphaned lease files: a registrant that died between taking its lease and writing.
             guard let dir = try store.leasesDirectory(create: false) else { return }
             let live = Set(txn.document.servers.map(\.id))
-            let dupFD = dup(dir)
-            guard dupFD >= 0, let stream = fdopendir(dupFD) else { return }
-            defer { closedir(stream) }
-            rewinddir(stream)
-            while let ent = readdir(stream) {
-                // Only the bytes up to the NUL are initialised: read through a pointer, never copy.
-                let name = withUnsafeMutablePointer(to: &ent.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
-                guard name.hasSuffix(".lease") else { continue }
+            for name in try Sys.listDirectory(dir, path: store.leasesPath) where name.hasSuffix(".lease") {
                 let id = String(name.dropLast(6))
                 guard !live.contains(id) else { continue }
-                let fd = Sys.openAt(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+                let leasePath = store.leasesPath + "/" + name
+                let fd = Sys.openAt(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK, path: leasePath)
                 guard fd >= 0 else { continue }
-                if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlinkat(dir, name, 0) }
-                Glibc.close(fd)
+                if Sys.flock(fd, LOCK_EX | LOCK_NB, path: leasePath) == 0 { Sys.unlinkAt(dir, name, path: leasePath) }
+                Sys.closeFD(fd)
             }
         }.1
     }
 
-    /// If the file does not parse (or breaks a limit), moves it aside as
-    /// `servers.json.corrupt-<timestamp>` and returns that path; the registry starts empty.
-    /// Returns nil, changing nothing, when the file is fine or missing.
+    /// If the file does not parse or breaks a limit, moves it aside as
+    /// `servers.json.corrupt-<timestamp>` and writes a new file holding every entry of it that
+    /// still validates (a file that parses keeps its valid entries; one that does not is
+    /// salvaged line by line, as the library writes one entry per line), with a generation
+    /// above the old one (or the highest this handle saw) so that watchers keep their order.
+    /// Returns the path of the moved-aside file; nil, changing nothing, when the file is fine or
+    /// missing.
     @discardableResult
     public func repair() throws(RegistryError) -> String? {
-        try checkUsable()
+        try enter()
+        defer { leave() }
         return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> String? in
             do throws(RegistryError) {
-                _ = try store.read()
+                _ = try store.load(cached: .empty)
                 return nil
             } catch {
                 guard error.code == .corrupt || error.code == .limit else { throw error }
-                let aside = try store.moveAside()
-                state.withLock { $0.snapshot = .empty }
-                return aside
             }
+            let salvage = try store.rawBytes().map { RegistryDocument.salvage($0, limits: options.limits) }
+            let aside = try store.moveAside()
+            state.withLock { $0.snapshot = .empty }
+            if var document = salvage {
+                let seen = state.withLock { $0.highestGeneration }
+                document.generation = min(max(document.generation, seen), RegistryDocument.maxGeneration - 1)
+                var txn = Transaction(document: document)
+                txn.changed = true
+                try commit(&txn)
+            }
+            return aside
         }
     }
 }

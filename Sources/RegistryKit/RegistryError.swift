@@ -44,10 +44,17 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
 
     public var code: Code
     public var message: String
+    /// For `.io` errors: the system call that failed (`open`, `write`, `fsync`, `rename`,
+    /// `flock`, ...), as swift-system's `Errno` would name it. Nil otherwise.
+    public var syscall: String?
+    /// For `.io` errors: the errno the call failed with (e.g. `ENOSPC` = 28). Nil otherwise.
+    public var errnoCode: Int32?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, syscall: String? = nil, errnoCode: Int32? = nil) {
         self.code = code
         self.message = message
+        self.syscall = syscall
+        self.errnoCode = errnoCode
     }
 
     public var description: String { "\(code.name): \(message)" }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import CRegistryShims
 
 /// One change to the registry as a watcher sees it: the difference between the live entries
@@ -36,7 +37,7 @@ public struct RegistryEvent: Sendable, Hashable {
     }
 }
 
-/// Watches a registry for changes (docs/FORMAT.md, "Watching"). Use from one thread at a time.
+/// Watches a registry for changes (docs/FORMAT.md, "Watching").
 ///
 /// inotify watches the registry's directory (the file's inode changes at every rename, so the
 /// file itself cannot be watched) and `leases/`: when a lease owner dies, the kernel closes its
@@ -44,7 +45,11 @@ public struct RegistryEvent: Sendable, Hashable {
 /// writer. ttl expiry and `pid` entries are covered by a timer. Where inotify is unavailable the
 /// watch polls every `pollingInterval`. Events are diffs against the last state this watch
 /// returned, so bursts of writes coalesce and nothing is missed.
-public final class RegistryWatch: @unchecked Sendable {
+///
+/// Thread-safe: calls to `next` are served one at a time; `close()` may be called from any
+/// thread, and wakes a `next` blocked in another one (which then throws `.closed`);
+/// `fileDescriptor` may be polled from any thread.
+public final class RegistryWatch: Sendable {
     /// How often the registry is re-read when inotify is unavailable, and how often `pid`
     /// entries are re-checked (a process's death gives no file event).
     public static let pollingInterval: Int64 = 250  // milliseconds
@@ -53,9 +58,19 @@ public final class RegistryWatch: @unchecked Sendable {
     private let epollFD: Int32
     private let inotifyFD: Int32
     private let timerFD: Int32
-    private var baseline: [String: ServerEntry]
-    private var baselineOrder: [String]
-    private var closed = false
+    /// Written by `close()` to wake a blocked `next`.
+    private let wake: (read: Int32, write: Int32)
+    private struct Baseline: Sendable {
+        var byID: [String: ServerEntry] = [:]
+        var order: [String] = []
+    }
+    /// Held by `next` while it runs: one at a time.
+    private let baseline = Mutex(Baseline())
+    private struct Life: Sendable {
+        var closed = false
+        var inNext = 0
+    }
+    private let life = Mutex(Life())
     /// True when inotify could not be set up and the watch polls instead.
     public let isPolling: Bool
 
@@ -67,59 +82,79 @@ public final class RegistryWatch: @unchecked Sendable {
         // A handle of its own on the same file: the watch outlives the caller's handle, and its
         // reads never contend with the caller's.
         self.registry = try Registry(path: registry.path, options: registry.options)
-        let ep = prshim_epoll_create()
-        guard ep >= 0 else { throw Sys.ioError("epoll_create1", registry.path) }
-        let tfd = prshim_timerfd_create()
-        guard tfd >= 0 else {
-            Glibc.close(ep)
-            throw Sys.ioError("timerfd_create", registry.path)
+        let store = self.registry.store
+        let ep = Sys.epollCreate(path: registry.path)
+        guard ep >= 0 else {
+            self.registry.close()
+            throw Sys.ioError(.epoll, registry.path)
         }
-        var ifd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        let tfd = Sys.timerCreate(path: registry.path)
+        guard tfd >= 0 else {
+            Sys.closeTracked(ep)
+            self.registry.close()
+            throw Sys.ioError(.timerfd, registry.path)
+        }
+        let wake: (read: Int32, write: Int32)
+        do throws(RegistryError) { wake = try Sys.pipe(path: registry.path) } catch {
+            Sys.closeTracked(ep)
+            Sys.closeTracked(tfd)
+            self.registry.close()
+            throw error
+        }
+        var ifd = Sys.inotifyInit(path: store.directory)
         if ifd >= 0 {
-            let store = registry.store
             let dirMask = UInt32(IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_CLOSE_WRITE)
             // leases/ first: creating it after watching the directory would queue an event.
             let leasesOK = (try? store.leasesDirectory(create: true)) != nil
-                && inotify_add_watch(ifd, store.leasesPath, UInt32(IN_CLOSE_WRITE | IN_DELETE)) >= 0
-            let ok = inotify_add_watch(ifd, store.directory, dirMask) >= 0
+                && Sys.inotifyWatch(ifd, store.leasesPath, UInt32(IN_CLOSE_WRITE | IN_DELETE))
+            let ok = store.dirFD >= 0 && Sys.inotifyWatch(ifd, store.directory, dirMask)
             if !ok || !leasesOK {
-                Glibc.close(ifd)
+                Sys.closeTracked(ifd)
                 ifd = -1
             }
         }
         self.epollFD = ep
         self.timerFD = tfd
         self.inotifyFD = ifd
+        self.wake = wake
         self.isPolling = ifd < 0
-        for fd in [tfd, ifd] where fd >= 0 { _ = prshim_epoll_add(ep, fd) }
-        Sys.track(ep)
-        Sys.track(tfd)
-        if ifd >= 0 { Sys.track(ifd) }
-        self.baseline = [:]
-        self.baselineOrder = []
+        for fd in [tfd, ifd, wake.read] where fd >= 0 { _ = Sys.epollAdd(ep, fd, path: registry.path) }
         do throws(RegistryError) {
             let listing = try self.registry.list()
-            for e in listing.servers { baseline[e.id] = e }
-            baselineOrder = listing.servers.map(\.id)
+            baseline.withLock { b in
+                for e in listing.servers { b.byID[e.id] = e }
+                b.order = listing.servers.map(\.id)
+            }
         } catch {
             closeDescriptors()
             self.registry.close()
             throw error
         }
-        armTimer()
+        armTimer(baseline.withLock { $0 })
     }
 
     deinit { close() }
 
     /// A descriptor that is readable when an event may be pending (an epoll set of the inotify
     /// descriptor and the timer). Poll it, then call `next(timeoutMilliseconds: 0)`. -1 once closed.
-    public var fileDescriptor: Int32 { closed ? -1 : epollFD }
+    public var fileDescriptor: Int32 { life.withLock { $0.closed } ? -1 : epollFD }
 
-    /// Closes the watch. Idempotent.
+    /// Closes the watch, waking a `next` blocked in another thread (it throws `.closed`).
+    /// Idempotent; returns once no `next` uses the watch any more.
     public func close() {
-        guard !closed else { return }
-        closed = true
-        if registry.inOwnerProcess { closeDescriptors() }
+        let wasOpen = life.withLock { l -> Bool in
+            defer { l.closed = true }
+            return !l.closed
+        }
+        guard wasOpen else { return }
+        guard registry.inOwnerProcess else {
+            registry.close()
+            return
+        }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+        while life.withLock({ $0.inNext }) > 0 { Sys.sleepMicros(200) }
+        closeDescriptors()
         registry.close()
     }
 
@@ -127,23 +162,33 @@ public final class RegistryWatch: @unchecked Sendable {
         Sys.closeTracked(inotifyFD)
         Sys.closeTracked(timerFD)
         Sys.closeTracked(epollFD)
+        Sys.closeTracked(wake.read)
+        Sys.closeTracked(wake.write)
     }
 
     /// Waits up to `timeoutMilliseconds` (0: don't wait; negative: forever) for the next change.
     /// Returns nil when nothing changed in time.
-    /// - Throws: `.closed` after `close()`; the read errors of `list` (e.g. `.corrupt`).
+    /// - Throws: `.closed` after (or during) `close()`; the read errors of `list` (e.g. `.corrupt`).
     public func next(timeoutMilliseconds: Int) throws(RegistryError) -> RegistryEvent? {
-        guard !closed, registry.inOwnerProcess else { throw RegistryError(.closed, "the watch is closed") }
-        let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.monotonicMicros() / 1000 + Int64(timeoutMilliseconds)
-        while true {
-            drain()
-            if let event = try diff() { return event }
-            let now = Sys.monotonicMicros() / 1000
-            if now >= deadline { return nil }
-            armTimer()
-            let wait = deadline == Int64.max ? -1 : Int32(clamping: deadline - now)
-            let n = prshim_epoll_wait(epollFD, wait)
-            if n < 0 && errno != EINTR { throw Sys.ioError("epoll_wait", registry.path) }
+        try life.withLock { l throws(RegistryError) in
+            guard !l.closed, registry.inOwnerProcess else { throw RegistryError(.closed, "the watch is closed") }
+            l.inNext += 1
+        }
+        defer { life.withLock { $0.inNext -= 1 } }
+        return try baseline.withLock { b throws(RegistryError) -> RegistryEvent? in
+            let deadline = timeoutMilliseconds < 0 ? Int64.max : Sys.monotonicMicros() / 1000 + Int64(timeoutMilliseconds)
+            while true {
+                if life.withLock({ $0.closed }) { throw RegistryError(.closed, "the watch was closed") }
+                drain()
+                if let event = try diff(&b) { return event }
+                let now = Sys.monotonicMicros() / 1000
+                if now >= deadline { return nil }
+                armTimer(b)
+                let wait = deadline == Int64.max ? -1 : Int32(clamping: deadline - now)
+                if Sys.epollWait(epollFD, timeoutMillis: wait, path: registry.path) < 0 {
+                    throw Sys.ioError(.epoll, registry.path)
+                }
+            }
         }
     }
 
@@ -151,41 +196,41 @@ public final class RegistryWatch: @unchecked Sendable {
     private func drain() {
         var buffer = [UInt8](repeating: 0, count: 4096)
         if inotifyFD >= 0 {
-            while buffer.withUnsafeMutableBytes({ read(inotifyFD, $0.baseAddress, $0.count) }) > 0 {}
+            while Sys.readAvailable(inotifyFD, into: &buffer, path: registry.path) > 0 {}
         }
-        var expirations: UInt64 = 0
-        _ = read(timerFD, &expirations, 8)
+        var expirations = [UInt8](repeating: 0, count: 8)
+        _ = Sys.readAvailable(timerFD, into: &expirations, path: registry.path)
     }
 
     /// The difference between the baseline and the live entries now; nil when there is none.
-    private func diff() throws(RegistryError) -> RegistryEvent? {
+    private func diff(_ baseline: inout Baseline) throws(RegistryError) -> RegistryEvent? {
         let listing = try registry.list()
         var event = RegistryEvent(generation: listing.generation, added: [], removed: [], changed: [])
         var current: [String: ServerEntry] = [:]
         current.reserveCapacity(listing.servers.count)
         for e in listing.servers {
             current[e.id] = e
-            if let old = baseline[e.id] {
+            if let old = baseline.byID[e.id] {
                 if old != e { event.changed.append(e) }
             } else {
                 event.added.append(e)
             }
         }
-        for id in baselineOrder where current[id] == nil {
-            if let old = baseline[id] { event.removed.append(old) }
+        for id in baseline.order where current[id] == nil {
+            if let old = baseline.byID[id] { event.removed.append(old) }
         }
         guard !event.isEmpty else { return nil }
-        baseline = current
-        baselineOrder = listing.servers.map(\.id)
+        baseline.byID = current
+        baseline.order = listing.servers.map(\.id)
         return event
     }
 
     /// Arms the timer for the earliest moment the live set can change without a file event:
     /// a ttl entry's expiry, the next check of `pid` entries, or the polling interval.
-    private func armTimer() {
+    private func armTimer(_ baseline: Baseline) {
         var next: Int64? = isPolling ? RegistryWatch.pollingInterval : nil
         let now = Timestamp.nowMillis()
-        for e in baseline.values {
+        for e in baseline.byID.values {
             switch e.liveness {
             case .ttl:
                 if let seen = (e.lastSeen ?? e.startedAt).flatMap(Timestamp.parse) {
@@ -198,6 +243,6 @@ public final class RegistryWatch: @unchecked Sendable {
                 break
             }
         }
-        _ = prshim_timerfd_arm(timerFD, next ?? 0)
+        Sys.timerArm(timerFD, millis: next ?? 0)
     }
 }

@@ -9,8 +9,11 @@ extension ServerEntry {
 
     static let knownKeys: Set<String> = [
         "id", "name", "url", "port", "transport", "pid", "pidStartTime", "startedAt", "lastSeen", "liveness",
-        "ttlSeconds", "capabilities", "health", "requiresSession", "metadata",
+        "ttlSeconds", "capabilities", "health", "requiresSession", "metadata", "headers",
     ]
+
+    /// Most headers an entry may carry.
+    static let maxHeaders = 64
 
     /// Decodes and validates one entry object. Every problem is `.invalid` (input) with the
     /// field named; the caller turns it into `.corrupt` for the file.
@@ -45,7 +48,7 @@ extension ServerEntry {
         self.init(id: id ?? "")
         self.name = try string("name")
         self.url = url
-        if let url { try ServerEntry.validateURL(url) }
+        if let url { try ServerEntry.validateURL(url, strict: source == .input) }
         // Stored as written; `register` fills it in from the URL, a reader never adds it.
         self.port = port
         if id == nil {
@@ -80,6 +83,7 @@ extension ServerEntry {
             self.requiresSession = b
         }
         if let v = object["metadata"], v != .null { self.metadata = v }
+        if let v = object["headers"], v != .null { self.headers = try ServerEntry.headers(v, limits: limits) }
         if let v = object["capabilities"], v != .null {
             guard case .object(let caps) = v else { throw bad("capabilities", "must be an object") }
             self.capabilities = try Capabilities(json: caps, limits: limits)
@@ -96,6 +100,31 @@ extension ServerEntry {
             try ServerEntry.checkStrings(in: .object(extra), field: "metadata", limits: limits)
         }
         if let metadata { try ServerEntry.checkStrings(in: metadata, field: "metadata", limits: limits) }
+    }
+
+    /// `headers`: an object of at most `maxHeaders` HTTP header names (tokens) to values without
+    /// CR, LF or NUL, each within the string limit.
+    private static func headers(_ v: JSONValue, limits: RegistryLimits) throws(RegistryError) -> [String: String] {
+        guard case .object(let o) = v else { throw RegistryError(.invalid, "field \"headers\": must be an object of strings") }
+        guard o.count <= maxHeaders else {
+            throw RegistryError(.limit, "field \"headers\": \(o.count) headers exceeds the limit of \(maxHeaders)")
+        }
+        var out: [String: String] = [:]
+        for m in o.members {
+            let tokenChars = Set("!#$%&'*+-.^_`|~".utf8)
+            guard !m.key.isEmpty, m.key.utf8.count <= 256,
+                  m.key.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || tokenChars.contains($0) })
+            else { throw RegistryError(.invalid, "field \"headers\": \"\(m.key.prefix(80))\" is not an HTTP header name") }
+            guard case .string(let value) = m.value else { throw RegistryError(.invalid, "field \"headers.\(m.key)\": must be a string") }
+            guard value.utf8.count <= limits.maxStringBytes else {
+                throw RegistryError(.limit, "field \"headers.\(m.key)\": \(value.utf8.count) bytes exceeds the limit of \(limits.maxStringBytes)")
+            }
+            guard !value.utf8.contains(where: { $0 == 0 || $0 == 0x0A || $0 == 0x0D }) else {
+                throw RegistryError(.invalid, "field \"headers.\(m.key)\": must not contain CR, LF or NUL")
+            }
+            out[m.key] = value
+        }
+        return out
     }
 
     /// Strings nested in free-form JSON obey the same length limit as every other string.
@@ -135,39 +164,34 @@ extension ServerEntry {
         }
     }
 
-    static func validateURL(_ url: String) throws(RegistryError) {
-        let u = Array(url.utf8)
-        guard let colon = u.firstIndex(of: UInt8(ascii: ":")), colon > 0,
-              u[0..<colon].allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E }),
-              u.allSatisfy({ $0 > 0x20 && $0 != 0x7F })
-        else {
-            throw RegistryError(.invalid, "field \"url\": \"\(url.prefix(80))\" is not a URL (scheme:rest, no spaces or control characters)")
+    /// `strict` (what `register` accepts): `URLParts` must parse it — a scheme starting with a
+    /// letter, a host for http(s)/ws(s), a port of 1-65535. Read from the file, an older writer's
+    /// URL only needs `scheme:rest` without spaces or control characters, so a file that was
+    /// valid stays valid.
+    static func validateURL(_ url: String, strict: Bool) throws(RegistryError) {
+        if !strict {
+            let u = Array(url.utf8)
+            guard let colon = u.firstIndex(of: UInt8(ascii: ":")), colon > 0,
+                  u[0..<colon].allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E }),
+                  u.allSatisfy({ $0 > 0x20 && $0 != 0x7F })
+            else {
+                throw RegistryError(.invalid, "field \"url\": \"\(url.prefix(80))\" is not a URL (scheme:rest, no spaces or control characters)")
+            }
+            return
+        }
+        if case .failure(let why) = URLParts.parse(url) {
+            throw RegistryError(.invalid, "field \"url\": \"\(url.prefix(80))\" is not a usable URL: it \(why.reason)")
         }
     }
 
     /// The scheme of `url`, lowercased (`http`, `ws`, ...).
     static func scheme(of url: String) -> String? {
-        guard let colon = url.firstIndex(of: ":") else { return nil }
-        return url[..<colon].lowercased()
+        try? URLParts.parse(url).get().scheme
     }
 
     /// The port in `scheme://host:port/...`, or the scheme's default.
     static func port(fromURL url: String) -> Int? {
-        guard let scheme = scheme(of: url), let colon = url.firstIndex(of: ":"), url[colon...].hasPrefix("://") else { return nil }
-        let rest = url[url.index(colon, offsetBy: 3)...]
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        let hostPort = authority.split(separator: "@").last ?? authority[...]
-        if let close = hostPort.lastIndex(of: "]") {  // [::1]:8080
-            let after = hostPort[hostPort.index(after: close)...]
-            if after.first == ":" { return Int(after.dropFirst()).flatMap { (1...65535).contains($0) ? $0 : nil } }
-        } else if let colon = hostPort.lastIndex(of: ":") {
-            return Int(hostPort[hostPort.index(after: colon)...]).flatMap { (1...65535).contains($0) ? $0 : nil }
-        }
-        switch scheme {
-        case "http", "ws": return 80
-        case "https", "wss": return 443
-        default: return nil
-        }
+        try? URLParts.parse(url).get().port
     }
 
     /// The transport a URL implies when none is given.
@@ -209,6 +233,7 @@ extension ServerEntry {
         if !isLegacy || health != Health() { add("health", .object(health.jsonObject)) }
         add("requiresSession", requiresSession.map(JSONValue.bool))
         add("metadata", metadata)
+        add("headers", headers.map { h in .object(JSONObject(uncheckedMembers: h.keys.sorted().map { .init(key: $0, value: .string(h[$0] ?? "")) })) })
         m.append(contentsOf: extra.members)
         if !keyOrder.keys.isEmpty {
             // Keys read from the file keep their places; new keys follow in canonical order
@@ -286,6 +311,9 @@ extension Capabilities {
 }
 
 extension Health {
+    /// The largest `consecutiveFailures` a file may hold; probes count no further.
+    static let maxConsecutiveFailures = 1_000_000
+
     init(json object: JSONObject, limits: RegistryLimits) throws(RegistryError) {
         self.init()
         if let v = object["status"], v != .null {
@@ -311,7 +339,7 @@ extension Health {
             }
         }
         if let v = object["consecutiveFailures"], v != .null {
-            guard let n = v.int64Value, n >= 0, n <= 1_000_000 else {
+            guard let n = v.int64Value, n >= 0, n <= Int64(Health.maxConsecutiveFailures) else {
                 throw RegistryError(.invalid, "field \"health.consecutiveFailures\": must be a non-negative integer")
             }
             self.consecutiveFailures = Int(n)

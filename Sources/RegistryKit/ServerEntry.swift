@@ -113,6 +113,11 @@ public struct ServerEntry: Sendable, Hashable {
     public var requiresSession: Bool? { didSet { encoded = nil; readBytes = nil } }
     /// Anything the registrant wants to publish (any JSON, within the limits).
     public var metadata: JSONValue? { didSet { encoded = nil; readBytes = nil } }
+    /// HTTP headers a client sends when it connects (e.g. `Authorization: Bearer …` for a
+    /// supervised server's bridge). **Secrets**: the registry file is readable by its owner only,
+    /// and servers and tools built on the registry never serve or print them (see
+    /// `withoutSecrets`). Names are HTTP tokens, values have no CR, LF or NUL.
+    public var headers: [String: String]? { didSet { encoded = nil; readBytes = nil } }
     /// Fields this version does not know, kept as they were.
     public var extra: JSONObject { didSet { encoded = nil; readBytes = nil } }
     /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
@@ -139,7 +144,8 @@ public struct ServerEntry: Sendable, Hashable {
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
         liveness: Liveness = .lease, ttlSeconds: Int? = nil, capabilities: Capabilities = Capabilities(),
-        health: Health = Health(), requiresSession: Bool? = nil, metadata: JSONValue? = nil
+        health: Health = Health(), requiresSession: Bool? = nil, metadata: JSONValue? = nil,
+        headers: [String: String]? = nil
     ) {
         self.id = id
         self.name = name
@@ -152,7 +158,27 @@ public struct ServerEntry: Sendable, Hashable {
         self.health = health
         self.requiresSession = requiresSession
         self.metadata = metadata
+        self.headers = headers
         self.extra = JSONObject()
+    }
+
+    /// The entry as it may be shown or served to anyone: without `headers` (which hold secrets).
+    public var withoutSecrets: ServerEntry {
+        guard headers != nil else { return self }
+        var copy = self
+        copy.headers = nil
+        return copy
+    }
+
+    /// Whether `other` has the same fields as this entry, `health` and `lastSeen` aside (which
+    /// processes other than the owner may report): what an owner's anti-entropy compares.
+    func sameOwnedFields(as other: ServerEntry) -> Bool {
+        var a = self, b = other
+        a.health = Health()
+        b.health = Health()
+        a.lastSeen = nil
+        b.lastSeen = nil
+        return a == b
     }
 
     /// Whether `id` is a valid entry id.

@@ -102,7 +102,11 @@ import Testing
         try b.register(entry("from-b", port: 2))
         #expect(try a.list().servers.map(\.id) == ["from-a", "from-b"])
         expectError(.exists) { try b.register(entry("from-a", port: 3)) }
-        try b.unregister("from-a")  // an operator may remove anyone's entry
+        // A held lease entry is its holder's (it would restore it): another handle may not remove it.
+        expectError(.permission) { try b.unregister("from-a") }
+        try a.register(entry("static-a", port: 4, liveness: .none))
+        try b.unregister("static-a")  // an operator may remove anyone's unleased entry
+        try a.unregister("from-a")
         #expect(try a.list().servers.map(\.id) == ["from-b"])
     }
 

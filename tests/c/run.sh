@@ -14,6 +14,11 @@ CFLAGS="-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude"
 
 cc $CFLAGS tests/c/test_abi.c -Lbuild/lib -lpeerregistry -Wl,-rpath,"$PWD/build/lib" -lpthread -o "$OUT/test_abi"
 cc $CFLAGS tests/c/test_dlopen.c -ldl -o "$OUT/test_dlopen"
+cc $CFLAGS tests/c/test_inotify_order.c -o "$OUT/test_inotify_order"
+
+echo "== the kernel ordering the lease tracker relies on (close event queued before the flock is released)"
+mkdir -p "$OUT/order"
+"$OUT/test_inotify_order" "$OUT/order" 300
 
 echo "== exported symbols vs include/peer_registry.h"
 grep -oE 'peerreg_[a-z_]+\(' include/peer_registry.h | tr -d '(' | sort -u > "$OUT/header.txt"

@@ -8,15 +8,20 @@
  * parent's death would go unseen). Returns 0, or -1 if memory ran out. */
 int prshim_track_fd(int fd);
 
+/* Holds off fork() (takes the table's lock, which fork's prepare handler also takes) until
+ * prshim_fork_release, which tracks fd (if >= 0) and lets fork proceed. Open a descriptor the
+ * library owns between the two, so that no child can inherit it untracked. */
+void prshim_fork_hold(void);
+int prshim_fork_release(int fd);
+/* Tracks fd; only between prshim_fork_hold and prshim_fork_release. */
+int prshim_track_fd_locked(int fd);
+
 /* Forgets fd (call before closing it). Unknown fds are ignored. */
 void prshim_untrack_fd(int fd);
 
 /* How many times this process's ancestry forked since the library loaded: 0 in the original
  * process, incremented in each child. A plain memory read, unlike getpid() (a system call). */
 int prshim_fork_generation(void);
-
-/* Number of fds currently tracked (for tests). */
-int prshim_tracked_count(void);
 
 /* epoll and timerfd, which Swift's Glibc module does not import. All descriptors are
  * O_CLOEXEC and non-blocking. Return -1 with errno set on failure. */
@@ -25,5 +30,10 @@ int prshim_epoll_add(int epfd, int fd);          /* watch fd for readability */
 int prshim_epoll_wait(int epfd, int timeout_ms); /* number ready (0 on timeout) */
 int prshim_timerfd_create(void);                 /* CLOCK_MONOTONIC */
 int prshim_timerfd_arm(int fd, long long ms);    /* one shot in ms; 0 disarms */
+
+/* pipe2(O_CLOEXEC | O_NONBLOCK), which Swift's Glibc module does not import. */
+int prshim_pipe_cloexec(int fds[2]);
+/* flock(2), for code where Swift resolves `flock` to the struct of the same name. */
+int prshim_flock(int fd, int operation);
 
 #endif

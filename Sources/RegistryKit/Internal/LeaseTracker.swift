@@ -11,8 +11,11 @@ import CRegistryShims
 /// is queued *before* the file's `flock` is dropped. So a lease seen held stays held until an
 /// `IN_CLOSE_WRITE` (owners open their lease read-write) or `IN_DELETE`/`IN_MOVED_FROM` names it;
 /// draining the queue before trusting the set is enough. An overflowed queue forgets everything.
-/// One per process and `leases/` directory (inotify instances are a per-user budget of 128).
+/// One per process and `leases/` directory (inotify instances are a per-user budget of 128),
+/// shared by the handles open on it and released with the last of them.
 /// Without inotify (or in a forked child) it remembers nothing and every check is made in full.
+/// `tests/c/test_inotify_order.c` checks the kernel ordering this relies on; should a kernel
+/// ever break it, `PEER_REGISTRY_NO_LEASE_CACHE=1` turns the tracker off (every check in full).
 final class LeaseTracker: Sendable {
     private let inotifyFD: Int32
     private let forkGeneration: Int32
@@ -24,30 +27,45 @@ final class LeaseTracker: Sendable {
 
     private init(leasesPath: String) {
         forkGeneration = prshim_fork_generation()
-        var fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        var fd = Sys.inotifyInit(path: leasesPath)
         if fd >= 0 {
             let mask = UInt32(IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF)
-            if inotify_add_watch(fd, leasesPath, mask) < 0 {
-                close(fd)
+            if !Sys.inotifyWatch(fd, leasesPath, mask) {
+                Sys.closeTracked(fd)
                 fd = -1
-            } else {
-                Sys.track(fd)
             }
         }
         inotifyFD = fd
     }
 
-    private static let table = Mutex<[String: LeaseTracker]>([:])
+    deinit {
+        // In a forked child the descriptor was closed at fork (and its number may be reused).
+        if forkGeneration == prshim_fork_generation() { Sys.closeTracked(inotifyFD) }
+    }
+
+    /// Whether trackers are turned off (`PEER_REGISTRY_NO_LEASE_CACHE=1`).
+    static let disabled: Bool = {
+        guard let v = getenv("PEER_REGISTRY_NO_LEASE_CACHE") else { return false }
+        return String(cString: v) == "1"
+    }()
+
+    private final class WeakTracker: @unchecked Sendable {
+        weak var tracker: LeaseTracker?
+        init(_ t: LeaseTracker) { tracker = t }
+    }
+
+    /// Trackers by directory, held weakly: a tracker lives as long as a handle uses it.
+    private static let table = Mutex<[String: WeakTracker]>([:])
 
     /// The tracker for the `leases/` directory open as `dirFD` at `path`.
     static func forDirectory(_ dirFD: Int32, path: String) -> LeaseTracker? {
-        var st = stat()
-        guard fstat(dirFD, &st) == 0 else { return nil }
-        let key = "\(st.st_dev):\(st.st_ino)"
+        guard !disabled, let st = try? Sys.fstatOrThrow(dirFD, path) else { return nil }
+        let key = "\(st.st_dev):\(st.st_ino):\(prshim_fork_generation())"
         return table.withLock { table in
-            if let t = table[key], t.forkGeneration == prshim_fork_generation() { return t }
+            if let t = table[key]?.tracker { return t }
+            table = table.filter { $0.value.tracker != nil }
             let t = LeaseTracker(leasesPath: path)
-            table[key] = t
+            table[key] = WeakTracker(t)
             return t
         }
     }
@@ -63,8 +81,14 @@ final class LeaseTracker: Sendable {
         known.withLock { set in
             var buffer = [UInt8](repeating: 0, count: 16384)
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
+                let n = Sys.readAvailable(inotifyFD, into: &buffer, path: "leases inotify")
+                if n < 0 {
+                    // The queue cannot be read: nothing known can be trusted any more.
+                    broken.store(true, ordering: .releasing)
+                    set.removeAll()
+                    break
+                }
+                if n == 0 { break }
                 var offset = 0
                 let header = MemoryLayout<inotify_event>.size
                 while offset + header <= n {

@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// Decides whether an entry's server is still there (docs/FORMAT.md, "Liveness").
@@ -49,13 +47,17 @@ struct LivenessJudge {
         guard let dir = try? store.leasesDirectory(create: false) else { return false }
         var claimedFD: Int32 = -1
         let probe: () -> Bool = {
-            let fd = Sys.openAt(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            let path = store.leasesPath + "/" + id + ".lease"
+            let fd = claim ? Sys.openAtTracked(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK, path: path)
+                : Sys.openAt(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK, path: path)
             guard fd >= 0 else { return false }
-            if flock(fd, (claim ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0 {
-                close(fd)
+            if Sys.flock(fd, (claim ? LOCK_EX : LOCK_SH) | LOCK_NB, path: path) != 0 {
+                // Busy (a live holder), or the lock cannot be taken at all: count it as held, so
+                // a fault never makes a live entry look dead.
+                if claim { Sys.closeTracked(fd) } else { Sys.closeFD(fd) }
                 return true
             }
-            if claim { claimedFD = fd } else { close(fd) }
+            if claim { claimedFD = fd } else { Sys.closeFD(fd) }
             return false
         }
         let held = store.leaseTracker.map { $0.isHeld(id, probe: probe) } ?? probe()
@@ -73,15 +75,15 @@ struct LivenessJudge {
         if let startTime { return stat.startTime == startTime }
         return true
         #else
-        return kill(pid, 0) == 0 || errno == EPERM
+        return Sys.processExists(pid)
         #endif
     }
 
     /// The state letter and start time of `pid` from `/proc/<pid>/stat`.
     static func procStat(_ pid: Int32) -> (state: UInt8, startTime: UInt64)? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        let fd = Sys.openReadOnly("/proc/\(pid)/stat")
         guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        defer { Sys.closeFD(fd) }
         guard let bytes = try? Sys.readAll(fd, path: "/proc/\(pid)/stat", sizeHint: 512, limit: 4096) else { return nil }
         // comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
         guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }

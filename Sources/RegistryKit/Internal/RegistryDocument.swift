@@ -6,6 +6,11 @@ struct RegistryDocument: Sendable, Equatable {
     /// Top-level fields this version does not know, kept as they were.
     var extra = JSONObject()
 
+    /// The largest generation a file may hold: 2^53 - 1, the largest integer every reader
+    /// (JavaScript's numbers included) reads exactly. A file with more is corrupt; a write that
+    /// would pass it is refused.
+    static let maxGeneration: Int64 = (1 << 53) - 1
+
     /// Decodes and validates the file's bytes. Any problem is `.corrupt` naming the path and,
     /// for parse errors, the line and column; oversized content is `.limit`.
     static func decode(_ bytes: [UInt8], path: String, limits: RegistryLimits,
@@ -35,7 +40,9 @@ struct RegistryDocument: Sendable, Equatable {
             doc.version = n
         }
         if let v = top["generation"] {
-            guard let n = v.int64Value, n >= 0 else { throw corrupt("\"generation\" is not a non-negative integer") }
+            guard let n = v.int64Value, n >= 0, n <= maxGeneration else {
+                throw corrupt("\"generation\" is not an integer from 0 to \(maxGeneration)")
+            }
             doc.generation = n
         }
         if let v = top["servers"], v != .null { throw corrupt("\"servers\" is not an array") }
@@ -71,10 +78,74 @@ struct RegistryDocument: Sendable, Equatable {
         return doc
     }
 
+    /// What `repair` keeps of a file that `decode` refuses: every entry that still validates by
+    /// the file's rules (duplicates after the first dropped), and the generation if readable.
+    /// A file that parses as JSON keeps its valid entries and unknown top-level fields; one that
+    /// does not is read line by line (the library writes one entry per line) for entry objects.
+    static func salvage(_ bytes: [UInt8], limits: RegistryLimits) -> RegistryDocument {
+        var doc = RegistryDocument()
+        var ids = Set<String>()
+        // A value at `depth` in the file fits when its deepest container is within the limit.
+        func fits(_ value: JSONValue, atDepth depth: Int) -> Bool {
+            func containers(_ v: JSONValue) -> Int {
+                switch v {
+                case .array(let items): return 1 + (items.map(containers).max() ?? 0)
+                case .object(let o): return 1 + (o.members.map { containers($0.value) }.max() ?? 0)
+                default: return 0
+                }
+            }
+            return depth + containers(value) - 1 <= limits.maxDepth
+        }
+        func keep(_ value: JSONValue) {
+            guard doc.servers.count < limits.maxEntries, case .object(let object) = value, fits(value, atDepth: 3),
+                  let entry = try? ServerEntry(json: object, source: .file, limits: limits)
+            else { return }
+            if !entry.isLegacy { guard ids.insert(entry.id).inserted else { return } }
+            doc.servers.append(entry)
+        }
+        func generation(_ v: JSONValue?) -> Int64? {
+            guard let n = v?.int64Value, n >= 0, n <= maxGeneration else { return nil }
+            return n
+        }
+        let whole = try? bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in
+            try JSONParser.parse(buf, maxDepth: 64)
+        }
+        if case .object(let top)? = whole {
+            doc.generation = generation(top["generation"]) ?? 0
+            if case .array(let items)? = top["servers"] { items.forEach(keep) }
+            for m in top.members where !["version", "generation", "servers"].contains(m.key) && fits(m.value, atDepth: 2) {
+                doc.extra[m.key] = m.value
+            }
+        } else {
+            for line in bytes.split(separator: UInt8(ascii: "\n")) {
+                var text = line.drop { $0 == 0x20 || $0 == 0x09 }
+                while let last = text.last, last == 0x20 || last == 0x09 || last == 0x0D || last == UInt8(ascii: ",") { text = text.dropLast() }
+                if text.starts(with: "\"generation\":".utf8) {
+                    let digits = text.dropFirst(13).drop { $0 == 0x20 }
+                    doc.generation = Int64(String(decoding: digits, as: UTF8.self)).flatMap { $0 <= maxGeneration ? $0 : nil } ?? doc.generation
+                    continue
+                }
+                guard text.first == UInt8(ascii: "{"), text.last == UInt8(ascii: "}") else { continue }
+                let value = try? Array(text).withUnsafeBufferPointer { buf throws(JSONParseError) in
+                    try JSONParser.parse(buf, maxDepth: max(0, limits.maxDepth - 2))
+                }
+                if let value { keep(value) }
+            }
+        }
+        doc.assignLegacyIDs()
+        return doc
+    }
+
     /// The file's bytes: known fields first, one entry per line (readable, and cheap to write).
     /// An entry still holding the bytes it was last encoded to (no field changed since) is
     /// copied, not encoded again; the others are encoded and keep their bytes for next time.
     mutating func encodeCaching() -> [UInt8] {
+        var fresh: [Int] = []
+        return encodeCaching(freshlyEncoded: &fresh)
+    }
+
+    /// `encodeCaching`, telling which entries had to be encoded (changed or new ones).
+    mutating func encodeCaching(freshlyEncoded fresh: inout [Int]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256 + servers.count * 512)
         encodeHeader(into: &out)
@@ -88,6 +159,7 @@ struct RegistryDocument: Sendable, Equatable {
                 JSONWriter.write(.object(servers[i].fileObject), into: &bytes)
                 out.append(contentsOf: bytes)
                 servers[i].encoded = EncodedBytes(bytes)
+                fresh.append(i)
             }
         }
         out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)
@@ -111,6 +183,29 @@ struct RegistryDocument: Sendable, Equatable {
             }
             taken.insert(id)
             if servers[i].id != id { servers[i].id = id }
+        }
+    }
+
+    /// Reads entry `i`'s encoded bytes back as `decode` would read them in the file — at depth 3
+    /// (top-level object, `servers` array, entry) and by the file's validation rules — so that
+    /// a write can refuse what its own reader would refuse.
+    /// - Throws: `.limit` (e.g. nesting too deep in the file) or `.invalid`, naming the entry.
+    func checkReadable(entryAt i: Int, limits: RegistryLimits) throws(RegistryError) {
+        guard servers.indices.contains(i), let bytes = servers[i].encoded?.bytes else { return }
+        let id = servers[i].id
+        let parsed: JSONValue
+        do throws(JSONParseError) {
+            parsed = try bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in
+                try JSONParser.parse(buf, maxDepth: max(0, limits.maxDepth - 2))
+            }
+        } catch {
+            throw RegistryError(error.isLimit ? .limit : .invalid, "entry \"\(id.prefix(80))\" would make the registry unreadable: \(error.description) (at most \(limits.maxDepth) levels of nesting in the file, \(max(0, limits.maxDepth - 3)) inside an entry's values)")
+        }
+        guard case .object(let object) = parsed else { throw RegistryError(.invalid, "entry \"\(id.prefix(80))\" does not encode to an object") }
+        do throws(RegistryError) {
+            _ = try ServerEntry(json: object, source: .file, limits: limits)
+        } catch {
+            throw RegistryError(error.code, "entry \"\(id.prefix(80))\" would make the registry unreadable: \(error.message)")
         }
     }
 

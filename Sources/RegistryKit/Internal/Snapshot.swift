@@ -2,15 +2,44 @@ import Synchronization
 
 /// One parsed version of the file, shared by all readers of a handle until the file changes.
 /// The resolution index is built on first use, once per file generation.
+///
+/// A snapshot knows the bytes it was read from (or written as) and when they were last
+/// confirmed to be the file's contents: a file whose stamp has not changed is only trusted
+/// without reading it again once that confirmation came after the window in which a rewrite
+/// could have kept the same stamp (`FileStamp.sameStampWindowNanos`) — so coarse timestamps
+/// and reused inode numbers cannot hide a change.
 final class Snapshot: Sendable {
     let document: RegistryDocument
     let stamp: FileStamp?
+    /// The file's bytes this snapshot is (empty when there is no file).
+    let bytes: [UInt8]
+    /// Wall-clock nanoseconds when `bytes` were last known to be the file's contents.
+    private let confirmedAt: Atomic<Int64>
     private let lazyIndex = Mutex<ResolutionIndex?>(nil)
     private let lazyPositions = Mutex<[String: Int]?>(nil)
 
-    init(document: RegistryDocument, stamp: FileStamp?) {
+    init(document: RegistryDocument, stamp: FileStamp?, bytes: [UInt8] = [], confirmedAt: Int64 = 0) {
         self.document = document
         self.stamp = stamp
+        self.bytes = bytes
+        self.confirmedAt = Atomic(confirmedAt)
+    }
+
+    /// Whether an unchanged stamp is not enough to trust this snapshot: it was last confirmed
+    /// so soon after the file's mtime that a rewrite could have kept the same stamp.
+    var needsContentCheck: Bool {
+        guard let stamp else { return false }
+        return confirmedAt.load(ordering: .relaxed) &- stamp.mtimeNanos < stamp.sameStampWindowNanos
+    }
+
+    /// The same file version with `document` (the same entries, encoded) in place of this one's.
+    func replacingDocument(_ document: RegistryDocument) -> Snapshot {
+        Snapshot(document: document, stamp: stamp, bytes: bytes, confirmedAt: confirmedAt.load(ordering: .relaxed))
+    }
+
+    /// The file was read at `time` (wall-clock ns) and found to hold `bytes`.
+    func confirm(at time: Int64) {
+        confirmedAt.store(time, ordering: .relaxed)
     }
 
     /// Entry positions by id, built on first use (writers never need it).
@@ -41,25 +70,3 @@ final class Snapshot: Sendable {
     }
 }
 
-/// Hash tables from capability names to the entries declaring them.
-struct ResolutionIndex: Sendable {
-    var tools: [String: [Int]] = [:]
-    var prompts: [String: [Int]] = [:]
-    var resources: [String: [Int]] = [:]
-    /// The distinct lengths (in UTF-8 bytes) of declared resources, longest first: a URI is
-    /// resolved by looking up its prefixes of these lengths only.
-    var resourceLengths: [Int] = []
-
-    init(_ servers: [ServerEntry]) {
-        var lengths = Set<Int>()
-        for (i, e) in servers.enumerated() {
-            for t in Set(e.capabilities.tools) { tools[t, default: []].append(i) }
-            for p in Set(e.capabilities.prompts) { prompts[p, default: []].append(i) }
-            for r in Set(e.capabilities.resources) {
-                resources[r, default: []].append(i)
-                lengths.insert(r.utf8.count)
-            }
-        }
-        resourceLengths = lengths.sorted(by: >)
-    }
-}

@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import CRegistryShims
+
+/// The writers' lock on `servers.json.lock` (docs/FORMAT.md, "Writing"): the process-wide mutex
+/// for the file, then `flock(LOCK_EX)`, with a deadline.
+///
+/// Uncontended, taking it is one non-blocking `flock`. Contended, a helper thread blocks in
+/// `flock` on a descriptor of its own while the writer waits for it with the deadline: the kernel
+/// wakes a blocked waiter the moment the lock is released, so a busy writer cannot starve the
+/// others the way polling with sleeps would. There is at most one helper per lock file per
+/// process (`LockHelper`): a writer that timed out leaves the helper blocked, and the next writer
+/// waits on that same helper instead of starting another — threads and descriptors stay bounded
+/// however many writes time out. If no thread can be started, the writer polls until its
+/// deadline; it never blocks without one.
+final class FileLock: Sendable {
+    let fd: Int32
+    let path: String
+    let mutex: FileMutex
+
+    /// The directory holding the lock file, and its name there (to open the helper's descriptor).
+    let dirFD: Int32
+    let name: String
+
+    init(fd: Int32, dirFD: Int32, name: String, path: String) throws(RegistryError) {
+        self.fd = fd
+        self.dirFD = dirFD
+        self.name = name
+        self.path = path
+        self.mutex = try FileMutex.forFile(fd, path: path)
+    }
+
+    /// Holds the lock while `body` runs. Waits at most `timeoutMicros`; the timeout error names
+    /// the holder's pid.
+    func withLock<T>(timeoutMicros: Int64, _ body: () throws(RegistryError) -> T) throws(RegistryError) -> T {
+        try mutex.mutex.withLock { _ throws(RegistryError) -> T in
+            var held = fd
+            var viaHelper = false
+            if Sys.flock(fd, LOCK_EX | LOCK_NB, path: path) != 0 {
+                guard errno == EWOULDBLOCK else { throw Sys.ioError(.flock, path) }
+                let deadline = Sys.monotonicMicros() + timeoutMicros
+                guard let helperFD = try mutex.helper.acquire(dirFD: dirFD, name: name, path: path, deadline: deadline) else {
+                    throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(path)\(holderDescription())")
+                }
+                held = helperFD
+                viaHelper = true
+            }
+            defer {
+                CrashPoint.beforeUnlock.reached()
+                Sys.unlock(held)
+                if viaHelper { mutex.helper.released() }
+            }
+            CrashPoint.afterLock.reached()
+            Sys.overwriteSmall(held, "\(getpid())\n", path: path)
+            return try body()
+        }
+    }
+
+    private func holderDescription() -> String {
+        guard let bytes = Sys.pread(fd, count: 31, offset: 0, path: path), !bytes.isEmpty,
+              let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingNewline)
+        else { return "" }
+        return "; held by pid \(pid)\(Sys.processExists(pid) ? "" : " (which has exited)")"
+    }
+}
+
+/// One per lock file per process: the in-process mutex that queues threads and handles of this
+/// process (keyed by device and inode, so two paths to the same file share it), and the helper
+/// that waits in `flock` for it.
+final class FileMutex: Sendable {
+    let mutex = Mutex(())
+    let helper = LockHelper()
+    private static let table = Mutex<[String: FileMutex]>([:])
+
+    static func forFile(_ fd: Int32, path: String) throws(RegistryError) -> FileMutex {
+        let st = try Sys.fstatOrThrow(fd, path)
+        // A forked child gets fresh ones: the parent's may be held by threads the child lacks.
+        let key = "\(st.st_dev):\(st.st_ino):\(prshim_fork_generation())"
+        return table.withLock { table in
+            if let m = table[key] { return m }
+            let m = FileMutex()
+            table[key] = m
+            return m
+        }
+    }
+}
+
+/// The single thread (at most) of a process that blocks in `flock(LOCK_EX)` on a lock file, on
+/// a descriptor of its own, and hands the lock to whichever writer wants it when it gets it — or
+/// lets go at once if none does any more. Writers of one lock file are serialised by its
+/// `FileMutex`, so at most one writer waits on the helper at a time.
+final class LockHelper: Sendable {
+    private enum Phase: Sendable, Equatable {
+        /// No thread; the descriptor (if opened) is unlocked.
+        case idle
+        /// A thread is blocked in flock.
+        case blocking
+        /// The thread got the lock and a writer holds it through `fd`.
+        case handedOver
+    }
+
+    private struct State: Sendable {
+        var phase = Phase.idle
+        /// A writer is waiting for the lock now.
+        var wanted = false
+        /// The helper's own descriptor of the lock file, and the pipe that wakes the waiter.
+        var fd: Int32 = -1
+        var wakeRead: Int32 = -1
+        var wakeWrite: Int32 = -1
+    }
+
+    private let state = Mutex(State())
+
+    /// Waits until `deadline` (monotonic µs) for the lock; returns the descriptor holding it, or
+    /// nil on timeout. Call with the file's `FileMutex` held.
+    func acquire(dirFD: Int32, name: String, path: String, deadline: Int64) throws(RegistryError) -> Int32? {
+        let start = try state.withLock { s throws(RegistryError) -> (start: Bool, fd: Int32, wake: Int32) in
+            if s.fd < 0 {
+                // An open file description of its own: a dup would share the writer's lock.
+                let own = Sys.openAtTracked(dirFD, name, O_RDWR | O_NOFOLLOW, path: path)
+                guard own >= 0 else { throw Sys.ioError(.open, path) }
+                let wake: (read: Int32, write: Int32)
+                do throws(RegistryError) { wake = try Sys.pipe(path: path) } catch {
+                    Sys.closeTracked(own)
+                    throw error
+                }
+                s.fd = own
+                s.wakeRead = wake.read
+                s.wakeWrite = wake.write
+            }
+            s.wanted = true
+            let start = s.phase == .idle
+            if start { s.phase = .blocking }
+            return (start, s.fd, s.wakeRead)
+        }
+        if start.start {
+            do throws(RegistryError) {
+                try Sys.startThread(path) { [self] in block(fd: start.fd, path: path) }
+            } catch {
+                state.withLock { $0.phase = .idle }
+                return pollUntil(deadline: deadline, fd: start.fd, path: path)
+            }
+        }
+        while true {
+            if state.withLock({ $0.phase == .handedOver }) {
+                drain(start.wake)
+                return start.fd
+            }
+            let left = deadline - Sys.monotonicMicros()
+            if left <= 0 {
+                let took = state.withLock { s -> Bool in
+                    if s.phase == .handedOver { return true }
+                    s.wanted = false
+                    return false
+                }
+                if took {
+                    drain(start.wake)
+                    return start.fd
+                }
+                return nil
+            }
+            _ = Sys.pollReadable(start.wake, timeoutMillis: Int32(clamping: (left + 999) / 1000), path: path)
+        }
+    }
+
+    /// The writer let go of the lock it got through `acquire`.
+    func released() {
+        state.withLock { $0.phase = .idle }
+    }
+
+    /// The helper thread: block until the lock is ours, then hand it over or let it go.
+    private func block(fd: Int32, path: String) {
+        guard Sys.flock(fd, LOCK_EX, path: path) == 0 else {
+            // Not EINTR (retried): the lock cannot be had this way; the waiter times out.
+            state.withLock { $0.phase = .idle }
+            return
+        }
+        state.withLock { s in
+            if s.wanted {
+                s.phase = .handedOver
+                s.wanted = false
+                var byte: UInt8 = 1
+                _ = write(s.wakeWrite, &byte, 1)
+            } else {
+                Sys.unlock(fd)
+                s.phase = .idle
+            }
+        }
+    }
+
+    /// No thread could be started: try the lock every millisecond until the deadline.
+    private func pollUntil(deadline: Int64, fd: Int32, path: String) -> Int32? {
+        while Sys.monotonicMicros() < deadline {
+            if Sys.flock(fd, LOCK_EX | LOCK_NB, path: path) == 0 {
+                state.withLock { $0.phase = .handedOver; $0.wanted = false }
+                return fd
+            }
+            Sys.sleepMicros(1000)
+        }
+        state.withLock { $0.wanted = false }
+        return nil
+    }
+
+    private func drain(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        while Sys.readAvailable(fd, into: &buffer, path: "lock helper") > 0 {}
+    }
+}
+
+extension String {
+    var trimmingNewline: String {
+        var s = self
+        while let last = s.last, last == "\n" || last == " " || last == "\0" { s.removeLast() }
+        return s
+    }
+
+    var replacingColons: String { String(map { $0 == ":" ? "-" : $0 }) }
+}
