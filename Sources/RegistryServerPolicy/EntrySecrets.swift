@@ -10,13 +10,14 @@ public enum EntrySecrets {
 
     /// Whether `entry` holds a secret field.
     public static func holdsSecrets(_ entry: ServerEntry) -> Bool {
-        entry.extra.members.contains { fields.contains($0.key) }
+        entry.headers != nil || entry.extra.members.contains { fields.contains($0.key) }
     }
 
     /// `entry` without its secret fields (the same value, caches included, when it has none).
     public static func redacted(_ entry: ServerEntry) -> ServerEntry {
         guard holdsSecrets(entry) else { return entry }
         var copy = entry
+        copy.headers = nil
         for field in fields { copy.extra[field] = nil }
         return copy
     }

@@ -569,6 +569,22 @@ class CLIInput(ServerTestCase):
             result = self.cli("serve", "--port", "0", "--keep-alive", value, check=False)
             self.assertEqual(result.returncode, 64, value)
 
+    def test_read_only_commands_create_nothing(self):
+        missing = os.path.join(self.dir, "no", "such", "dir", "servers.json")
+        for args in [("list",), ("list", "--json"), ("get", "x"), ("resolve", "tool", "t")]:
+            subprocess.run([BIN, *args, "--registry", missing], capture_output=True, timeout=20)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "no")), "a read-only command made the directory chain")
+        empty = os.path.join(self.dir, "empty")
+        os.mkdir(empty, 0o700)
+        result = subprocess.run([BIN, "list", "--registry", os.path.join(empty, "servers.json")], capture_output=True, timeout=20)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(os.listdir(empty), [], "list created files")
+        not_a_file = os.path.join(self.dir, "fifo")
+        os.mkfifo(not_a_file, 0o600)
+        result = subprocess.run([BIN, "list", "--registry", not_a_file], capture_output=True, timeout=20)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertFalse(os.path.exists(not_a_file + ".lock"), "list created a lock file beside a fifo")
+
     def test_arguments_that_are_not_utf8_are_refused(self):
         result = subprocess.run([BIN.encode(), b"get", b"caf\xe9", b"--registry", self.registry.encode()],
                                 capture_output=True, timeout=20)
