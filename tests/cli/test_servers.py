@@ -265,6 +265,16 @@ class Secrets(ServerTestCase):
         for args in [("list",), ("list", "--json"), ("get", "secretive"), ("get", "secretive", "--compact")]:
             out = self.cli(*args).stdout
             self.assertNotIn(b"sk-test", out, args)
+        # Nor over MCP: tools and resources.
+        calls = [
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "instances/list"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "servers/get", "arguments": {"id": "secretive"}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "registry://servers/secretive"}},
+            {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "registry://servers"}},
+        ]
+        mcp = self.cli("mcp", input="".join(json.dumps(c) + "\n" for c in calls).encode())
+        self.assertGreaterEqual(mcp.stdout.count(b"secretive"), 4, mcp.stdout[:500])
+        self.assertNotIn(b"sk-test", mcp.stdout)
         self.assertIn(b"sk-test", self.cli("list", "--json", "--show-secrets").stdout)
         self.assertIn(b"sk-test", self.cli("get", "secretive", "--show-secrets").stdout)
         watch = self.spawn([BIN, "watch", "--json", "--initial", "--count", "1", "--registry", self.registry],
