@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import MCP
+import NIOCore
 import RegistryKit
 import RegistryServerPolicy
 import ServiceLifecycle
@@ -63,9 +64,10 @@ extension RegistryMCPServer {
             allowedHeaders: "Accept, Authorization, Content-Type, Last-Event-ID, Mcp-Session-Id, Mcp-Protocol-Version",
             exposedHeaders: "Mcp-Session-Id", cookiePaths: [], tokenHint: options.tokenHint))
         let endpoint = RouterPath(options.endpoint)
+        let bufferBytes = policy.limits.clientBufferBytes
         for method in [HTTPTypes.HTTPRequest.Method.post, .get, .delete] {
-            router.on(endpoint, method: method) { request, _ in
-                try await sessions.respond(to: request)
+            router.on(endpoint, method: method) { request, context in
+                try await sessions.respond(to: request, channel: context.channel, bufferBytes: bufferBytes)
             }
         }
         let tracker = ConnectionTracker(limits: policy.limits)
@@ -99,7 +101,7 @@ actor HTTPSessions {
         self.options = options
     }
 
-    func respond(to request: Request) async throws -> Response {
+    func respond(to request: Request, channel: (any Channel)? = nil, bufferBytes: Int = ServerLimits().clientBufferBytes) async throws -> Response {
         var request = request
         let body = try await request.collectBody(upTo: options.maxBodyBytes)
         var headers: [String: String] = [:]
@@ -113,7 +115,7 @@ actor HTTPSessions {
             body: body.readableBytes > 0 ? Data(body.readableBytesView) : nil,
             path: request.uri.path
         )
-        return Self.response(await handle(mcpRequest))
+        return Self.response(await handle(mcpRequest), channel: channel, bufferBytes: bufferBytes)
     }
 
     /// Routes to the request's session, or starts one for an `initialize`.
@@ -192,7 +194,10 @@ actor HTTPSessions {
         }.joined()
     }
 
-    static func response(_ r: MCP.HTTPResponse) -> Response {
+    /// The SDK's answer as a Hummingbird response. A streamed one (SSE) is relayed so that it
+    /// ends as soon as its connection closes (not at the next message), and a client that lets
+    /// more than `bufferBytes` wait is disconnected.
+    static func response(_ r: MCP.HTTPResponse, channel: (any Channel)? = nil, bufferBytes: Int = ServerLimits().clientBufferBytes) -> Response {
         var fields = HTTPFields()
         for (name, value) in r.headers {
             if let field = HTTPField.Name(name) { fields.append(HTTPField(name: field, value: value)) }
@@ -201,10 +206,30 @@ actor HTTPSessions {
         switch r {
         case .stream(let stream, _):
             return Response(status: status, headers: fields, body: ResponseBody { writer in
-                do {
-                    for try await chunk in stream { try await writer.write(ByteBuffer(bytes: chunk)) }
-                } catch {
-                    // The session ended or the client went away: end the response.
+                let (relay, continuation) = AsyncStream<Data>.makeStream()
+                let budget = ClientBudget(limit: bufferBytes)
+                let pump = Task {
+                    do {
+                        for try await chunk in stream {
+                            guard budget.reserve(chunk.count) else {
+                                channel?.close(promise: nil)
+                                break
+                            }
+                            continuation.yield(chunk)
+                        }
+                    } catch {
+                        // The session ended or the client went away: end the response.
+                    }
+                    continuation.finish()
+                }
+                defer { pump.cancel() }
+                channel?.closeFuture.whenComplete { _ in
+                    pump.cancel()
+                    continuation.finish()
+                }
+                for await chunk in relay {
+                    try await writer.write(ByteBuffer(bytes: chunk))
+                    budget.release(chunk.count)
                 }
                 try await writer.finish(nil)
             })

@@ -51,7 +51,7 @@ struct ListCommand: ParsableCommand {
     }
 
     func run() throws {
-        let registry = try options.open()
+        let registry = try options.openReadOnly()
         let listing = try registry.list(try filter())
         if json {
             Output.line((secrets.showSecrets ? listing : EntrySecrets.redacted(listing)).jsonText)
@@ -86,7 +86,7 @@ struct GetCommand: ParsableCommand {
     var id: String
 
     func run() throws {
-        let entry = try options.open().get(id)
+        let entry = try options.openReadOnly().get(id)
         style.print(.object(entry.printedJSON(showSecrets: secrets.showSecrets)))
     }
 }
@@ -124,7 +124,7 @@ struct ResolveCommand: ParsableCommand {
     @OptionGroup var secrets: SecretOptions
 
     func run() throws {
-        let entry = try options.open().resolve(kind.capability, name)
+        let entry = try options.openReadOnly().resolve(kind.capability, name)
         style.print(.object(entry.printedJSON(showSecrets: secrets.showSecrets)))
     }
 }

@@ -13,6 +13,15 @@ struct RegistryOptions: ParsableArguments {
         if let registry, registry.isEmpty { throw RegistryError(.invalid, "--registry: the path is empty") }
         return try Registry(path: registry)
     }
+
+    /// Opens the registry for commands that only look: nothing is created (no directory, no
+    /// lock file), a missing registry reads as empty.
+    func openReadOnly() throws(RegistryError) -> Registry {
+        if let registry, registry.isEmpty { throw RegistryError(.invalid, "--registry: the path is empty") }
+        var options = Registry.Options()
+        options.readOnly = true
+        return try Registry(path: registry, options: options)
+    }
 }
 
 /// `--compact` for commands that print one entry as JSON.

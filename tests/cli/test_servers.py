@@ -3,7 +3,10 @@
 `peer-registry mcp` (stdio) against hostile and careless clients, each over real sockets and real
 processes — a second local user (uid 65534, through setpriv) where it matters.
 
-    python3 tests/cli/test_servers.py [--bin PATH] [unittest options]
+    python3 tests/cli/test_servers.py [--bin PATH] [--before] [unittest options]
+
+--before accepts a build from before the fixes (no token in the URL it prints), so that each test
+runs up to its behaviour check against it: every test fails there.
 
 Each test checks a behaviour that failed before the fix (the issue's reproductions). Bounds here
 are behaviour checks with generous margins (a process that never exits, memory that grows with
@@ -28,6 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.environ.get("PEER_REGISTRY_BIN", os.path.join(ROOT, ".build", "debug", "peer-registry"))
 NOBODY = 65534
 SECRET = "Bearer sk-test-never-served-0123456789"
+# --before: the binary is a build from before issue 13 (no token in its URL): each test then runs
+# up to its behaviour check, to show that the check fails there.
+BEFORE = False
 
 
 def wait_until(condition, timeout=5.0, interval=0.02):
@@ -117,8 +123,9 @@ class ServerTestCase(unittest.TestCase):
         ready, _, _ = select.select([child.stdout], [], [], 30)
         self.assertTrue(ready, f"serve printed no URL within 30 s: {child.stderr.read() if child.poll() is not None else ''}")
         url = child.stdout.readline().strip()
-        self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/\?token=[0-9a-f]{64}$")
-        base, token = url.split("?token=")
+        if not BEFORE:
+            self.assertRegex(url, r"^http://127\.0\.0\.1:\d+/\?token=[0-9a-f]{64}$")
+        base, _, token = url.partition("?token=")
         port = int(base.rsplit(":", 1)[1].rstrip("/"))
         return child, port, token
 
@@ -258,6 +265,16 @@ class Secrets(ServerTestCase):
         for args in [("list",), ("list", "--json"), ("get", "secretive"), ("get", "secretive", "--compact")]:
             out = self.cli(*args).stdout
             self.assertNotIn(b"sk-test", out, args)
+        # Nor over MCP: tools and resources.
+        calls = [
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "instances/list"}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "servers/get", "arguments": {"id": "secretive"}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "registry://servers/secretive"}},
+            {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "registry://servers"}},
+        ]
+        mcp = self.cli("mcp", input="".join(json.dumps(c) + "\n" for c in calls).encode())
+        self.assertGreaterEqual(mcp.stdout.count(b"secretive"), 4, mcp.stdout[:500])
+        self.assertNotIn(b"sk-test", mcp.stdout)
         self.assertIn(b"sk-test", self.cli("list", "--json", "--show-secrets").stdout)
         self.assertIn(b"sk-test", self.cli("get", "secretive", "--show-secrets").stdout)
         watch = self.spawn([BIN, "watch", "--json", "--initial", "--count", "1", "--registry", self.registry],
@@ -379,22 +396,27 @@ class Shutdown(ServerTestCase):
 
 class Resume(ServerTestCase):
     def test_an_event_id_from_before_a_restart_gets_the_full_state(self):
-        self.register("a")
+        holder = self.spawn(["sleep", "600"])
+        self.cli("register", "--id", "mortal", "--url", "http://127.0.0.1:8401/mcp", "--pid", str(holder.pid))
         self.register("b")
         child, port, token = self.start_serve()
         s = self.sse(port, token)
-        got = self.read_until(s, b"\n\n", timeout=10) + self.read_until(s, b'"servers"')
+        got = self.read_until(s, b'"mortal"')
         last_id = [line for line in got.decode().split("\n") if line.startswith("id: ")][-1][4:]
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=10)
-        # While it is down, an entry goes away and the generation stays the same
-        # would not be caught by a generation alone; here one is removed.
-        self.cli("unregister", "a")
+        # While it is down, an entry dies without a write: the generation stays the same.
+        generation = json.loads(self.cli("list", "--json").stdout)["generation"]
+        holder.kill()
+        holder.wait()
+        self.assertEqual(json.loads(self.cli("list", "--json").stdout)["generation"], generation)
         child, port, token = self.start_serve()
         s = self.sse(port, token, last_event_id=last_id)
         got = self.read_until(s, b"event: state", timeout=5)
         self.assertIn(b"event: state", got, f"resumed with {last_id}: {got[-200:]!r}")
         self.assertNotIn(b"resumed at", got)
+        got += self.read_until(s, b"\n\n", timeout=2)
+        self.assertNotIn(b'"mortal"', got)
 
 
 class ReplacedDirectory(ServerTestCase):
@@ -424,8 +446,9 @@ def start_mcp_http(test, *args):
     ready, _, _ = select.select([child.stdout], [], [], 30)
     test.assertTrue(ready, "mcp --http printed no URL")
     url = child.stdout.readline().strip()
-    test.assertRegex(url, r"^http://127\.0\.0\.1:\d+/mcp\?token=[0-9a-f]{64}$")
-    return child, url, url.split("?token=")[1]
+    if not BEFORE:
+        test.assertRegex(url, r"^http://127\.0\.0\.1:\d+/mcp\?token=[0-9a-f]{64}$")
+    return child, url, url.partition("?token=")[2]
 
 
 INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -464,6 +487,23 @@ class MCPHTTP(ServerTestCase):
         # A Host that is not loopback is refused even without an Origin (DNS rebinding).
         self.assertEqual(self.post(port, INITIALIZE, token, host="evil.com")[0], 403)
         self.assertEqual(self.post(port, INITIALIZE, token, headers={"Origin": "https://evil.com"})[0], 403)
+
+
+    def test_closed_event_streams_free_their_descriptors_at_once(self):
+        child, url, token = start_mcp_http(self)
+        port = int(url.split(":")[2].split("/")[0])
+        baseline = fd_count(child.pid)
+        for _ in range(120):
+            _, headers, _ = self.post(port, INITIALIZE, token, headers={"MCP-Protocol-Version": "2025-06-18"})
+            session = headers["mcp-session-id"]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall((f"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                       f"Accept: text/event-stream\r\nMCP-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\n").encode())
+            self.assertIn(b"200", s.recv(100))
+            s.close()
+        # 64 sessions stay open (the table's size), each without a stream: their sockets are gone.
+        settled = wait_until(lambda: fd_count(child.pid) <= baseline + 12, timeout=10)
+        self.assertTrue(settled, f"{fd_count(child.pid)} descriptors after 120 closed streams (baseline {baseline})")
 
 
 class MCPStdio(ServerTestCase):
@@ -539,6 +579,22 @@ class CLIInput(ServerTestCase):
             result = self.cli("serve", "--port", "0", "--keep-alive", value, check=False)
             self.assertEqual(result.returncode, 64, value)
 
+    def test_read_only_commands_create_nothing(self):
+        missing = os.path.join(self.dir, "no", "such", "dir", "servers.json")
+        for args in [("list",), ("list", "--json"), ("get", "x"), ("resolve", "tool", "t")]:
+            subprocess.run([BIN, *args, "--registry", missing], capture_output=True, timeout=20)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "no")), "a read-only command made the directory chain")
+        empty = os.path.join(self.dir, "empty")
+        os.mkdir(empty, 0o700)
+        result = subprocess.run([BIN, "list", "--registry", os.path.join(empty, "servers.json")], capture_output=True, timeout=20)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(os.listdir(empty), [], "list created files")
+        not_a_file = os.path.join(self.dir, "fifo")
+        os.mkfifo(not_a_file, 0o600)
+        result = subprocess.run([BIN, "list", "--registry", not_a_file], capture_output=True, timeout=20)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertFalse(os.path.exists(not_a_file + ".lock"), "list created a lock file beside a fifo")
+
     def test_arguments_that_are_not_utf8_are_refused(self):
         result = subprocess.run([BIN.encode(), b"get", b"caf\xe9", b"--registry", self.registry.encode()],
                                 capture_output=True, timeout=20)
@@ -548,11 +604,13 @@ class CLIInput(ServerTestCase):
 
 
 def main():
-    global BIN
+    global BIN, BEFORE
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--bin", default=BIN)
+    parser.add_argument("--before", action="store_true")
     args, rest = parser.parse_known_args()
     BIN = os.path.abspath(args.bin)
+    BEFORE = args.before
     if not os.access(BIN, os.X_OK):
         sys.exit(f"test_servers.py: no peer-registry binary at {BIN}: build it (swift build --product peer-registry) or pass --bin")
     if os.geteuid() != 0 and not shutil.which("setpriv"):
