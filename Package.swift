@@ -50,8 +50,10 @@ let package = Package(
             dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "Hummingbird", package: "hummingbird")],
             resources: [.copy("Static")]
         ),
-<<<<<<< HEAD
-        .target(name: "RegistryMCP", dependencies: ["RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"), .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(name: "RegistryMCP", dependencies: [
+            "RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"),
+            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The supervisor of stdio servers (and, later, the gateway): upstream MCP sessions,
         // process supervision, streamable HTTP bridges. CSupervisorShims does what Swift cannot
         // between fork and exec (PR_SET_PDEATHSIG, process groups, a long-lived forking thread).
@@ -67,12 +69,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-=======
-        .target(name: "RegistryMCP", dependencies: [
-            "RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"),
-            .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
-        ]),
->>>>>>> servers
         // The CLI.
         .executableTarget(
             name: "peer-registry",

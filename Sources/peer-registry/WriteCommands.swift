@@ -95,10 +95,14 @@ struct RegisterCommand: ParsableCommand {
         }
         let entry = try ServerEntry(jsonText: JSONValue.object(object).jsonText)
         let registry = try options.open()
-        if !replace, let existing = try? registry.get(entry.id) {
-            throw RegistryError(.exists, "id \"\(entry.id)\" is already registered (\(existing.livenessLabel), \(existing.url ?? "no url")); pass --replace to replace it, or unregister it first")
+        // Without --replace, "already registered" is decided under the write lock (no race
+        // between looking and registering).
+        let stored: ServerEntry
+        do {
+            stored = try registry.register(entry, onlyIfAbsent: !replace)
+        } catch let error as RegistryError where error.code == .exists && !replace {
+            throw RegistryError(.exists, "\(error.message); pass --replace to replace it, or unregister it first")
         }
-        let stored = try registry.register(entry)
         style.print(.object(stored.jsonObject))
     }
 

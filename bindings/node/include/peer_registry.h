@@ -7,9 +7,12 @@
  * Format and protocol: docs/FORMAT.md. Stability promise, memory rules, linking: docs/ABI.md.
  *
  * THREADS
- *   A peerreg_registry handle is thread-safe: any number of threads may share one handle.
- *   A peerreg_watch handle is not: use it from one thread at a time (its fd may be polled
- *   from anywhere). peerreg_version*, peerreg_errstr and the peerreg_error accessors are pure.
+ *   A peerreg_registry handle is thread-safe: any number of threads may share one handle, and
+ *   peerreg_close() may be called while other threads are inside calls on it (it waits for
+ *   them; later calls return PEERREG_ECLOSED). A peerreg_watch serves one peerreg_watch_next
+ *   at a time (calls from several threads are serialised); its fd may be polled from anywhere,
+ *   and peerreg_watch_close() from another thread wakes a blocked peerreg_watch_next, which
+ *   returns PEERREG_ECLOSED. peerreg_version*, peerreg_errstr and the peerreg_error accessors are pure.
  *
  * ERRORS
  *   Every int result is a PEERREG_* code: PEERREG_OK (0) on success, a negative code on
@@ -99,7 +102,9 @@ PEERREG_API const char *peerreg_errstr(int code);
 PEERREG_API int peerreg_open(peerreg_registry **out, const char *path, peerreg_error **err);
 
 /* Unregisters every entry this handle registered with "lease" liveness, releases its leases
- * and frees the handle. NULL and an already-closed handle are no-ops. Handles are looked up
+ * and frees the handle, after waiting for calls other threads are making on it (a write that
+ * waits for the file lock finishes within the lock timeout). NULL and an already-closed handle
+ * are no-ops. Handles are looked up
  * in a table of live handles (never dereferenced) and a handle value is never reused, so every
  * later call with a closed handle returns PEERREG_ECLOSED instead of touching freed memory. Watches opened on the handle keep
  * working until they are closed. */
@@ -107,17 +112,25 @@ PEERREG_API void peerreg_close(peerreg_registry *reg);
 
 /* ---- writing ------------------------------------------------------------------------------- */
 
-/* Registers (or, when this handle registered the same id, replaces) one server.
+/* Registers one server, replacing an entry with the same id when this handle holds its lease or
+ * it is not a live "lease" entry (a "ttl", "pid" or static entry is replaced by whoever
+ * registers its id again).
  * entry_json is one entry object as in docs/FORMAT.md; "id" and "url" are required,
  * everything else has defaults: liveness "lease", pid = the caller's, startedAt = now,
  * health UNKNOWN, transport from the URL scheme. Unknown fields are kept.
- * Fails with PEERREG_EEXISTS when another live registrant holds the id.
+ * Fails with PEERREG_EEXISTS when another live registrant holds the id with a lease, and with
+ * PEERREG_ELIMIT when the entry could not be read back from the file by the library's own
+ * reader (e.g. metadata nested deeper than the file allows). While this handle holds an
+ * entry's lease it is authoritative for it: if a tool that bypasses the library removes or
+ * changes the entry, the handle writes it back (docs/FORMAT.md, "Anti-entropy").
  * On success, if out_entry_json is not NULL it receives the stored entry as JSON
  * (free with peerreg_free). The write is durable when the call returns. */
 PEERREG_API int peerreg_register(peerreg_registry *reg, const char *entry_json,
                                  char **out_entry_json, peerreg_error **err);
 
-/* Removes the entry `id` (any liveness mode) and, if this handle held its lease, releases it.
+/* Removes the entry `id` and, if this handle held its lease, releases it. Any "ttl", "pid",
+ * static or dead entry may be removed; a "lease" entry whose lease another live handle or
+ * process holds is refused with PEERREG_EPERM naming the holder's pid (stop that process).
  * PEERREG_ENOTFOUND when there is no such entry. Durable when the call returns. */
 PEERREG_API int peerreg_unregister(peerreg_registry *reg, const char *id, peerreg_error **err);
 
@@ -192,7 +205,8 @@ PEERREG_API int peerreg_watch_fd(const peerreg_watch *w);
 PEERREG_API int peerreg_watch_next(peerreg_watch *w, int timeout_ms, char **out_event_json,
                                    peerreg_error **err);
 
-/* Closes the watch and its fd. NULL and an already-closed watch are no-ops. */
+/* Closes the watch and its fd, waking a peerreg_watch_next blocked in another thread (it
+ * returns PEERREG_ECLOSED). NULL and an already-closed watch are no-ops. */
 PEERREG_API void peerreg_watch_close(peerreg_watch *w);
 
 /* ---- memory and errors --------------------------------------------------------------------- */
