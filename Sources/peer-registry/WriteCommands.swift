@@ -98,9 +98,10 @@ struct RegisterCommand: ParsableCommand {
         // Without --replace, "already registered" is decided under the write lock (no race
         // between looking and registering).
         let stored: ServerEntry
-        do {
+        do throws(RegistryError) {
             stored = try registry.register(entry, onlyIfAbsent: !replace)
-        } catch let error as RegistryError where error.code == .exists && !replace {
+        } catch {
+            guard error.code == .exists, !replace else { throw error }
             throw RegistryError(.exists, "\(error.message); pass --replace to replace it, or unregister it first")
         }
         style.print(.object(stored.jsonObject))
