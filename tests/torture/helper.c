@@ -266,6 +266,13 @@ static int write_file(const char *path, const char *bytes, size_t len) {
         if (w < 0) { close(fd); return -1; }
         done += (size_t)w;
     }
+    /* Dated 10 s ago: a file someone left there, not one still being written (a file changed in
+     * the last 2 s that does not parse is read again for a while: docs/FORMAT.md, "Torn reads"). */
+    struct timespec past[2];
+    clock_gettime(CLOCK_REALTIME, &past[0]);
+    past[0].tv_sec -= 10;
+    past[1] = past[0];
+    futimens(fd, past);
     close(fd);
     return rename(aside_path, path);
 }

@@ -200,6 +200,7 @@ final class RegistryStore: Sendable {
         if stamp == cached.stamp, !cached.needsContentCheck { return cached }
         let deadline = Sys.monotonicMicros() + RegistryStore.tornReadRetryMicros
         var lastBytes: [UInt8]? = nil
+        var unchangedSince = Sys.monotonicMicros()
         while true {
             guard let read = try readBytes() else { return .empty }
             if read.bytes == cached.bytes, cached.stamp != nil {
@@ -214,9 +215,12 @@ final class RegistryStore: Sendable {
                 return Snapshot(document: document, stamp: read.stamp, bytes: read.bytes, confirmedAt: read.readAt)
             } catch {
                 guard error.code == .corrupt else { throw error }
-                // Unchanged across two reads and not modified lately: not torn, corrupt.
-                let settled = read.bytes == lastBytes && read.readAt - read.stamp.mtimeNanos > 2_000_000_000
-                if settled || Sys.monotonicMicros() >= deadline { throw error }
+                // Not modified in the last 2 s: nobody is writing it; corrupt. Otherwise wait
+                // while it keeps changing, and give up once it stayed the same for 50 ms.
+                let now = Sys.monotonicMicros()
+                if read.bytes != lastBytes { unchangedSince = now }
+                let idle = read.readAt - read.stamp.mtimeNanos > 2_000_000_000
+                if idle || now - unchangedSince >= 50_000 || now >= deadline { throw error }
                 lastBytes = read.bytes
                 Sys.sleepMicros(2000)
             }
