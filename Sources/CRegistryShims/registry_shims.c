@@ -40,14 +40,6 @@ int prshim_track_fd_locked(int fd) {
     return 0;
 }
 
-int prshim_track_fd(int fd) {
-    pthread_once(&atfork_once, install);
-    pthread_mutex_lock(&tracked_lock);
-    int rc = prshim_track_fd_locked(fd);
-    pthread_mutex_unlock(&tracked_lock);
-    return rc;
-}
-
 /* fork() takes tracked_lock in its prepare handler, so while it is held here no fork can copy
  * a descriptor that is open but not yet in the table. */
 void prshim_fork_hold(void) {

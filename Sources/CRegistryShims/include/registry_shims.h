@@ -3,10 +3,9 @@
 /* Internal helpers for RegistryKit that need C: descriptor tracking across fork().
  * Not part of the public ABI (hidden by the library's version script). */
 
-/* Remembers fd as owned by the library in this process. In a child created by fork() every
- * tracked descriptor is closed (the child must not hold the parent's lease locks, or the
- * parent's death would go unseen). Returns 0, or -1 if memory ran out. */
-int prshim_track_fd(int fd);
+/* The library's descriptors are tracked: in a child created by fork() every tracked descriptor
+ * is closed (the child must not hold the parent's lease locks, or the parent's death would go
+ * unseen while the child lives). */
 
 /* Holds off fork() (takes the table's lock, which fork's prepare handler also takes) until
  * prshim_fork_release, which tracks fd (if >= 0) and lets fork proceed. Open a descriptor the
