@@ -60,13 +60,18 @@ func expectError(_ code: RegistryError.Code, sourceLocation: SourceLocation = #_
 }
 
 /// A helper process (the registry-crowd-worker executable) whose stdout lines are collected.
+///
+/// Each output pipe is drained by its own thread until end of file, so `finish()` returns only
+/// once every line the worker printed has been collected (a `readabilityHandler` may still be
+/// running when it is removed, which lost the last lines under load).
 final class Worker: @unchecked Sendable {
     let process = Process()
     private let stdinPipe = Pipe()
     private let stdoutPipe = Pipe()
     private let stderrPipe = Pipe()
     private let lines = Mutex<[String]>([])
-    private let partial = Mutex<String>("")
+    private let stderrText = Mutex<String>("")
+    private let drained = DispatchGroup()
 
     static var executable: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("registry-crowd-worker")
@@ -81,27 +86,44 @@ final class Worker: @unchecked Sendable {
         process.standardInput = stdinPipe
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
-        stdoutPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            let text = String(decoding: data, as: UTF8.self)
-            let complete: [String] = self.partial.withLock { partial in
-                partial += text
-                var parts = partial.components(separatedBy: "\n")
-                partial = parts.removeLast()
-                return parts
-            }
-            self.lines.withLock { $0.append(contentsOf: complete) }
-        }
         try process.run()
+        // The parent's copies of the write ends must go, or the readers never see end of file.
+        try? stdoutPipe.fileHandleForWriting.close()
+        try? stderrPipe.fileHandleForWriting.close()
+        let out = stdoutPipe.fileHandleForReading.fileDescriptor
+        let err = stderrPipe.fileHandleForReading.fileDescriptor
+        drain(out) { [lines] line in lines.withLock { $0.append(line) } }
+        drain(err) { [stderrText] line in stderrText.withLock { $0 += line + "\n" } }
+    }
+
+    /// Reads `fd` on a dedicated thread until end of file, handing over each complete line.
+    private func drain(_ fd: Int32, _ deliver: @escaping @Sendable (String) -> Void) {
+        drained.enter()
+        let group = drained
+        Thread.detachNewThread {
+            var pending = [UInt8]()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                pending.append(contentsOf: buffer[0..<n])
+                while let newline = pending.firstIndex(of: 10) {
+                    deliver(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+            }
+            if !pending.isEmpty { deliver(String(decoding: pending, as: UTF8.self)) }
+            group.leave()
+        }
     }
 
     var output: [String] { lines.withLock { $0 } }
 
-    /// What the worker printed on stderr (read once it has exited).
+    /// What the worker printed on stderr (complete once it has exited and `finish()` returned).
     var errors: String {
         guard !process.isRunning else { return "(still running)" }
-        return String(decoding: stderrPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return stderrText.withLock { $0 }
     }
 
     /// Waits until a line satisfying `match` was printed (or the process exited).
@@ -109,7 +131,10 @@ final class Worker: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if output.contains(where: match) { return true }
-            if !process.isRunning { return output.contains(where: match) }
+            if !process.isRunning {
+                _ = drained.wait(timeout: .now() + 5)
+                return output.contains(where: match)
+            }
             usleep(2000)
         }
         return false
@@ -121,18 +146,13 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Closes stdin (the worker then closes its registry and exits), waits, and collects
-    /// everything it printed (the asynchronous reader may not have seen the last of it).
+    /// everything it printed.
     func finish() {
         try? stdinPipe.fileHandleForWriting.close()
         process.waitUntilExit()
-        stdoutPipe.fileHandleForReading.readabilityHandler = nil
-        let rest = String(decoding: stdoutPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let tail: [String] = partial.withLock { partial in
-            let all = partial + rest
-            partial = ""
-            return all.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-        }
-        lines.withLock { $0.append(contentsOf: tail) }
+        // The worker has exited; its pipes reach end of file unless a child of it still holds
+        // them (none does), so this wait is bounded only as a guard.
+        _ = drained.wait(timeout: .now() + 30)
     }
 }
 
