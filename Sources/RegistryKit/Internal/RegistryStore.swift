@@ -42,8 +42,8 @@ final class RegistryStore: Sendable {
     /// Nil for a read-only store.
     let lock: FileLock?
     let readOnly: Bool
-    private let leasesFD = Mutex<Int32>(-1)
-    private let tracker = Mutex<LeaseTracker?>(nil)
+    private let leasesFD = ForkSafeMutex<Int32>(-1)
+    private let tracker = ForkSafeMutex<LeaseTracker?>(nil)
 
     /// The process's lease tracker for this registry, once `leases/` has been opened.
     var leaseTracker: LeaseTracker? { tracker.withLock { $0 } }
