@@ -60,7 +60,7 @@ public final class Registry: Sendable {
         var highestGeneration: Int64 = 0
         var antiEntropy: AntiEntropy?
     }
-    let state = Mutex(State())
+    let state = ForkSafeMutex(State())
 
     /// `$PEER_REGISTRY_PATH` if set and not empty, else `~/.peer-plan/servers.json`.
     public static var defaultPath: String {

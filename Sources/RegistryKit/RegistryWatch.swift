@@ -65,12 +65,12 @@ public final class RegistryWatch: Sendable {
         var order: [String] = []
     }
     /// Held by `next` while it runs: one at a time.
-    private let baseline = Mutex(Baseline())
+    private let baseline = ForkSafeMutex(Baseline())
     private struct Life: Sendable {
         var closed = false
         var inNext = 0
     }
-    private let life = Mutex(Life())
+    private let life = ForkSafeMutex(Life())
     /// True when inotify could not be set up and the watch polls instead.
     public let isPolling: Bool
 

@@ -13,6 +13,7 @@ trap 'chmod -R u+rwx "$OUT" 2>/dev/null; rm -rf "$OUT"' EXIT
 CFLAGS="-std=c11 -Wall -Wextra -Werror -O1 -g -Iinclude"
 
 cc $CFLAGS tests/c/test_abi.c -Lbuild/lib -lpeerregistry -Wl,-rpath,"$PWD/build/lib" -lpthread -o "$OUT/test_abi"
+cc $CFLAGS tests/c/test_fork_threads.c -Lbuild/lib -lpeerregistry -Wl,-rpath,"$PWD/build/lib" -lpthread -o "$OUT/test_fork_threads"
 cc $CFLAGS tests/c/test_dlopen.c -ldl -o "$OUT/test_dlopen"
 cc $CFLAGS tests/c/test_inotify_order.c -o "$OUT/test_inotify_order"
 
@@ -30,6 +31,10 @@ echo "exports: $(wc -l < "$OUT/header.txt") functions, exactly the header's; ldd
 echo "== C ABI tests"
 mkdir -p "$OUT/plain" "$OUT/vg"
 PEER_REGISTRY_LOCK_TIMEOUT_MS=300 "$OUT/test_abi" "$OUT/plain"
+
+echo "== a forked child (no exec) of a process that used the library, writing from two threads"
+mkdir -p "$OUT/fork"
+"$OUT/test_fork_threads" "$OUT/fork" 4 40
 
 echo "== C ABI tests under valgrind memcheck"
 PEER_REGISTRY_LOCK_TIMEOUT_MS=300 valgrind -q --error-exitcode=99 --leak-check=full \

@@ -70,9 +70,9 @@ final class FileLock: Sendable {
 /// process (keyed by device and inode, so two paths to the same file share it), and the helper
 /// that waits in `flock` for it.
 final class FileMutex: Sendable {
-    let mutex = Mutex(())
+    let mutex = ForkSafeMutex(())
     let helper = LockHelper()
-    private static let table = Mutex<[String: FileMutex]>([:])
+    private static let table = ForkSafeMutex<[String: FileMutex]>([:])
 
     static func forFile(_ fd: Int32, path: String) throws(RegistryError) -> FileMutex {
         let st = try Sys.fstatOrThrow(fd, path)
@@ -111,7 +111,7 @@ final class LockHelper: Sendable {
         var wakeWrite: Int32 = -1
     }
 
-    private let state = Mutex(State())
+    private let state = ForkSafeMutex(State())
 
     /// Waits until `deadline` (monotonic µs) for the lock; returns the descriptor holding it, or
     /// nil on timeout. Call with the file's `FileMutex` held.

@@ -21,7 +21,7 @@ final class LeaseTracker: Sendable {
     private let forkGeneration: Int32
     /// Leases seen held. Probing and recording happen under this lock, and so does draining
     /// the event queue, so an event can never be applied between a probe and its record.
-    private let known = Mutex<Set<String>>([])
+    private let known = ForkSafeMutex<Set<String>>([])
     /// Set when the watch itself is gone (directory removed or moved): trust nothing after.
     private let broken = Atomic<Bool>(false)
 
@@ -55,7 +55,7 @@ final class LeaseTracker: Sendable {
     }
 
     /// Trackers by directory, held weakly: a tracker lives as long as a handle uses it.
-    private static let table = Mutex<[String: WeakTracker]>([:])
+    private static let table = ForkSafeMutex<[String: WeakTracker]>([:])
 
     /// The tracker for the `leases/` directory open as `dirFD` at `path`.
     static func forDirectory(_ dirFD: Int32, path: String) -> LeaseTracker? {

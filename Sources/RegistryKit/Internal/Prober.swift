@@ -739,7 +739,7 @@ enum Prober {
             var rc: Int32 = 0
             var list: AddressList?
         }
-        let state = Mutex(State())
+        let state = ForkSafeMutex(State())
         let readFD: Int32
         let writeFD: Int32
         init?() {

@@ -42,8 +42,8 @@ final class RegistryStore: Sendable {
     /// Nil for a read-only store.
     let lock: FileLock?
     let readOnly: Bool
-    private let leasesFD = Mutex<Int32>(-1)
-    private let tracker = Mutex<LeaseTracker?>(nil)
+    private let leasesFD = ForkSafeMutex<Int32>(-1)
+    private let tracker = ForkSafeMutex<LeaseTracker?>(nil)
 
     /// The process's lease tracker for this registry, once `leases/` has been opened.
     var leaseTracker: LeaseTracker? { tracker.withLock { $0 } }
@@ -255,11 +255,20 @@ final class RegistryStore: Sendable {
         guard fd >= 0 else { throw Sys.ioError(.open, tempPath) }
         CrashPoint.afterTempCreate.reached()
         do throws(RegistryError) {
-            defer { Sys.closeFD(fd) }
-            try Sys.writeAll(fd, bytes, path: tempPath)
-            CrashPoint.afterWrite.reached()
-            try Sys.fsyncOrThrow(fd, tempPath)
-            CrashPoint.afterFsync.reached()
+            do throws(RegistryError) {
+                // Closed before the rename, not after: closing a written descriptor whose file
+                // is by then named servers.json would report IN_CLOSE_WRITE on servers.json to
+                // every process's anti-entropy thread, which cannot tell it from a bypassing
+                // writer's and would re-read the whole file after every library write.
+                try Sys.writeAll(fd, bytes, path: tempPath)
+                CrashPoint.afterWrite.reached()
+                try Sys.fsyncOrThrow(fd, tempPath)
+                CrashPoint.afterFsync.reached()
+            } catch {
+                Sys.closeFD(fd)
+                throw error
+            }
+            Sys.closeFD(fd)
             try Sys.renameAt(dirFD, tempName, fileName, path: tempPath)
         } catch {
             Sys.unlinkAt(dirFD, tempName, path: tempPath)

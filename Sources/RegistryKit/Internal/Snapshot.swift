@@ -15,8 +15,8 @@ final class Snapshot: Sendable {
     let bytes: [UInt8]
     /// Wall-clock nanoseconds when `bytes` were last known to be the file's contents.
     private let confirmedAt: Atomic<Int64>
-    private let lazyIndex = Mutex<ResolutionIndex?>(nil)
-    private let lazyPositions = Mutex<[String: Int]?>(nil)
+    private let lazyIndex = ForkSafeMutex<ResolutionIndex?>(nil)
+    private let lazyPositions = ForkSafeMutex<[String: Int]?>(nil)
 
     init(document: RegistryDocument, stamp: FileStamp?, bytes: [UInt8] = [], confirmedAt: Int64 = 0) {
         self.document = document

@@ -44,7 +44,7 @@ enum Sys {
         var fired = 0
     }
 
-    private static let faults = Mutex<[Fault]>([])
+    private static let faults = ForkSafeMutex<[Fault]>([])
     private static let faultsArmed = Atomic<Bool>(false)
 
     /// Makes the next matching calls fail (for tests). EINTR faults are retried by the wrappers
