@@ -81,6 +81,8 @@ let package = Package(
         ),
         // A small helper process for the multi-process tests (registers, lists, dies on cue).
         .executableTarget(name: "registry-crowd-worker", dependencies: ["RegistryKit"], path: "Tests/CrowdWorker"),
+        // The Swift runner of the cross-language conformance cases (tests/conformance/).
+        .executableTarget(name: "registry-conformance", dependencies: ["RegistryKit"], path: "tests/conformance/swift"),
         .testTarget(name: "RegistryKitTests", dependencies: ["RegistryKit"]),
         .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", "RegistryServerPolicy", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "RegistryGatewayTests", dependencies: ["RegistryGateway", "RegistryKit"]),
