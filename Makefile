@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
 
 all: lib
 
@@ -86,7 +86,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
+test: test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -104,6 +104,12 @@ test-node: lib
 
 test-go: lib
 	bash bindings/go/run-tests.sh
+
+## tests/conformance/cases.json (registration, filters, resolution, health, TTL with an injected
+## clock, legacy entries, bad input) through the Swift, C, Python, Node and Go runners: every
+## case must pass in each, and all five must print the same results.
+test-conformance: lib
+	SWIFT=$(SWIFT) bash tests/conformance/run.sh
 
 ## The Node and Go example MCP servers, found through the registry and driven by the official
 ## MCP Python SDK's streamable HTTP client.
