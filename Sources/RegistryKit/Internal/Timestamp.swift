@@ -1,7 +1,5 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// ISO 8601 UTC timestamps with milliseconds (`2026-11-21T09:30:00.000Z`), without Foundation.
