@@ -5,16 +5,16 @@ SHELL := /bin/bash
 SWIFT ?= swift
 BUILD := build
 LIB_SCRATCH := .build-lib
-VERSION := 0.1.0
+VERSION := $(shell cat VERSION)
 LIBDIR := $(BUILD)/lib
 LIBFILE := $(LIBDIR)/libpeerregistry.so.$(VERSION)
 LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
 	-Xlinker --version-script=$(CURDIR)/Sources/CRegistry/peerregistry.map \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
-LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
+LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift VERSION
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
 
 all: lib
 
@@ -86,8 +86,13 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
+test: test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
 	@echo "make test: every suite passed"
+
+## The version: VERSION is the one source; every copy (header, Swift, package metadata) agrees
+## (scripts/version.sh --set X.Y.Z writes them all).
+test-version:
+	bash scripts/version.sh --check
 
 test-swift:
 	$(SWIFT) build --build-tests
@@ -104,6 +109,12 @@ test-node: lib
 
 test-go: lib
 	bash bindings/go/run-tests.sh
+
+## tests/conformance/cases.json (registration, filters, resolution, health, TTL with an injected
+## clock, legacy entries, bad input) through the Swift, C, Python, Node and Go runners: every
+## case must pass in each, and all five must print the same results.
+test-conformance: lib
+	SWIFT=$(SWIFT) bash tests/conformance/run.sh
 
 ## The Node and Go example MCP servers, found through the registry and driven by the official
 ## MCP Python SDK's streamable HTTP client.

@@ -5,9 +5,13 @@ import PackageDescription
 // stays small. CRegistry holds only the C exports, checked against include/peer_registry.h by
 // `@c @implementation`. The HTTP/SSE server and the MCP server are libraries of their own, used
 // by the peer-registry CLI and tested directly.
+//
+// Linux only (glibc, x86_64 and arm64): the core is built on Glibc, inotify, epoll, timerfd,
+// flock and /proc, with no other platform's branch. There is no `platforms:` list because
+// SwiftPM has none for "Linux only" (it lists Apple platforms' minimum versions); on macOS the
+// build stops at the first `import Glibc`.
 let package = Package(
     name: "peer-registry",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "RegistryKit", targets: ["RegistryKit"]),
         .library(name: "peerregistry", type: .dynamic, targets: ["CRegistry"]),
@@ -28,7 +32,7 @@ let package = Package(
         .target(name: "RegistryKit", dependencies: ["CRegistryShims"]),
         // The C ABI.
         .target(name: "CPeerRegistryHeader", path: "Sources/CPeerRegistryHeader"),
-        .target(name: "CRegistry", dependencies: ["RegistryKit", "CPeerRegistryHeader"]),
+        .target(name: "CRegistry", dependencies: ["RegistryKit", "CPeerRegistryHeader"], exclude: ["peerregistry.map"]),
         // What every server of this project applies to its clients: token auth, Host/Origin
         // rules, connection cap, timeouts, per-client byte budgets, shutdown deadline.
         .target(
@@ -81,8 +85,10 @@ let package = Package(
         ),
         // A small helper process for the multi-process tests (registers, lists, dies on cue).
         .executableTarget(name: "registry-crowd-worker", dependencies: ["RegistryKit"], path: "Tests/CrowdWorker"),
+        // The Swift runner of the cross-language conformance cases (tests/conformance/).
+        .executableTarget(name: "registry-conformance", dependencies: ["RegistryKit"], path: "tests/conformance/swift"),
         .testTarget(name: "RegistryKitTests", dependencies: ["RegistryKit"]),
-        .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", "RegistryServerPolicy", .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "RegistryHTTPTests", dependencies: ["RegistryHTTP", "RegistryKit", "RegistryServerPolicy"]),
         .testTarget(name: "RegistryGatewayTests", dependencies: ["RegistryGateway", "RegistryKit"]),
         .testTarget(name: "RegistryMCPTests", dependencies: ["RegistryMCP", "RegistryKit", .product(name: "MCP", package: "swift-sdk")]),
     ]

@@ -73,28 +73,13 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
 // MARK: - Version and errors
 
 @c @implementation public func peerreg_version() -> UnsafePointer<CChar>? {
-    let v: StaticString = "0.1.0"
-    return UnsafeRawPointer(v.utf8Start).assumingMemoryBound(to: CChar.self)
+    UnsafeRawPointer(PeerRegistryVersion.string.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
-@c @implementation public func peerreg_version_number() -> Int32 { 1000 }
+@c @implementation public func peerreg_version_number() -> Int32 { PeerRegistryVersion.number }
 
 @c @implementation public func peerreg_errstr(_ code: Int32) -> UnsafePointer<CChar>? {
-    let s: StaticString
-    switch code {
-    case 0: s = "PEERREG_OK: success"
-    case -1: s = "PEERREG_EINVAL: invalid argument"
-    case -2: s = "PEERREG_ENOTFOUND: not found"
-    case -3: s = "PEERREG_EEXISTS: already registered by a live process"
-    case -4: s = "PEERREG_ECORRUPT: the registry file is corrupt"
-    case -5: s = "PEERREG_EIO: input/output error"
-    case -6: s = "PEERREG_EPERM: unsafe permissions or ownership"
-    case -7: s = "PEERREG_ETIMEOUT: timed out"
-    case -8: s = "PEERREG_EAMBIGUOUS: ambiguous name"
-    case -9: s = "PEERREG_ELIMIT: size limit exceeded"
-    case -10: s = "PEERREG_ECLOSED: handle closed"
-    default: s = "PEERREG_UNKNOWN_CODE"
-    }
+    let s: StaticString = code == 0 ? "PEERREG_OK: success" : RegistryError.Code(rawValue: code)?.summary ?? "PEERREG_UNKNOWN_CODE"
     return UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
@@ -156,7 +141,7 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
     out?.pointee = nil
     return call(err) { () throws(RegistryError) in
         let r = try registry(reg)
-        let policy = ProbePolicy(timeout: .milliseconds(timeoutMs > 0 ? Int(timeoutMs) : 2000))
+        let policy = timeoutMs > 0 ? ProbePolicy(timeout: .milliseconds(Int(timeoutMs))) : ProbePolicy()
         let entry = try r.probeSync(try string(id, "id", limit: 4096), policy: policy)
         if let out { try output(entry.jsonText, into: out) }
     }

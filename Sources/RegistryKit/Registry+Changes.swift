@@ -34,19 +34,10 @@ final class WatchPump: @unchecked Sendable {
     func stop() { stopped.store(true, ordering: .relaxed) }
 
     func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            let pump = Unmanaged<WatchPump>.fromOpaque(raw).takeRetainedValue()
-            pump.run()
-            return nil
-        }, box)
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            Unmanaged<WatchPump>.fromOpaque(box).release()
-            continuation.finish(throwing: RegistryError(.io, "could not start the watch thread: \(Sys.errnoMessage(rc))"))
+        do throws(RegistryError) {
+            try Sys.startThread("watch") { [self] in run() }
+        } catch {
+            continuation.finish(throwing: RegistryError(.io, "could not start the watch thread: \(error.message)"))
         }
     }
 

@@ -45,7 +45,7 @@ extension Registry {
     @discardableResult
     public func probe(_ id: String, policy: ProbePolicy = ProbePolicy()) async throws(RegistryError) -> ServerEntry {
         let result: Result<ServerEntry, RegistryError> = await withCheckedContinuation { continuation in
-            runOnThread { [self] in
+            Sys.runOnThreadOrInline("probe \(id)") { [self] in
                 do throws(RegistryError) {
                     continuation.resume(returning: .success(try probeSync(id, policy: policy)))
                 } catch {
@@ -92,26 +92,5 @@ extension Registry {
         let monitor = HealthMonitor(registry: self, interval: interval, policy: policy)
         monitor.start()
         return monitor
-    }
-}
-
-/// Runs `body` on a new detached thread.
-func runOnThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    let raw = Unmanaged.passRetained(Box(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { p in
-        guard let p else { return nil }
-        Unmanaged<Box>.fromOpaque(p).takeRetainedValue().body()
-        return nil
-    }, raw)
-    if rc == 0 {
-        pthread_detach(thread)
-    } else {
-        // No thread: run inline rather than drop the work.
-        Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
     }
 }

@@ -26,18 +26,22 @@ public struct RegistryError: Error, Sendable, Equatable, CustomStringConvertible
         case closed = -10
 
         /// The C name of the code, e.g. `PEERREG_ENOTFOUND`.
-        public var name: String {
+        public var name: String { String(summary.description.prefix { $0 != ":" }) }
+
+        /// The code's C name and what it means, as `peerreg_errstr` returns it (and the only
+        /// place either is written: `name`, the CLI, the HTTP and MCP servers all derive from it).
+        package var summary: StaticString {
             switch self {
-            case .invalid: "PEERREG_EINVAL"
-            case .notFound: "PEERREG_ENOTFOUND"
-            case .exists: "PEERREG_EEXISTS"
-            case .corrupt: "PEERREG_ECORRUPT"
-            case .io: "PEERREG_EIO"
-            case .permission: "PEERREG_EPERM"
-            case .timeout: "PEERREG_ETIMEOUT"
-            case .ambiguous: "PEERREG_EAMBIGUOUS"
-            case .limit: "PEERREG_ELIMIT"
-            case .closed: "PEERREG_ECLOSED"
+            case .invalid: "PEERREG_EINVAL: invalid argument"
+            case .notFound: "PEERREG_ENOTFOUND: not found"
+            case .exists: "PEERREG_EEXISTS: already registered by a live process"
+            case .corrupt: "PEERREG_ECORRUPT: the registry file is corrupt"
+            case .io: "PEERREG_EIO: input/output error"
+            case .permission: "PEERREG_EPERM: unsafe permissions or ownership"
+            case .timeout: "PEERREG_ETIMEOUT: timed out"
+            case .ambiguous: "PEERREG_EAMBIGUOUS: ambiguous name"
+            case .limit: "PEERREG_ELIMIT: size limit exceeded"
+            case .closed: "PEERREG_ECLOSED: handle closed"
             }
         }
     }

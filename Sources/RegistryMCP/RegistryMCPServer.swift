@@ -12,7 +12,7 @@ public final class RegistryMCPServer: Sendable {
     /// The name this server reports in `initialize`.
     public static let name = "peer-registry"
     /// The version this server reports in `initialize` (the package's).
-    public static let version = "0.1.0"
+    public static let version = PeerRegistryVersion.text
 
     static let instructions = """
         This server is the registry of the MCP servers running on this machine (peer-registry). \

@@ -64,10 +64,10 @@ struct MCPCommand: AsyncParsableCommand {
                     ])
                     runtimeFile.withLock { $0 = file }
                 } catch {
-                    Output.note("warning: \(error.message)")
+                    Output.error("warning: \(error.message)")
                 }
-                Output.lineFlushed("\(url)?token=\(token.value)")
-                Output.note("MCP server for \(path) listening at \(url) (send the token as ?token= or Authorization: Bearer)")
+                Output.line("\(url)?token=\(token.value)")
+                Output.error("MCP server for \(path) listening at \(url) (send the token as ?token= or Authorization: Bearer)")
             }
         } else {
             try await server.serveStdio(maxLineBytes: maxLineBytes)

@@ -6,16 +6,13 @@ import Glibc
 
 /// Where output goes: results on stdout, errors on stderr as `peer-registry: <message>`.
 enum Output {
+    /// A result line on stdout. Unbuffered (one write per call), so a stream read line by line
+    /// through a pipe (watch, the URL serve and mcp print) sees each line at once.
     static func line(_ text: String) { write(text + "\n", to: 1) }
 
-    /// Same as `line`: output is unbuffered (one write per call), so a stream read line by line
-    /// through a pipe sees each line at once.
-    static func lineFlushed(_ text: String) { write(text + "\n", to: 1) }
-
+    /// A message for a person — an error, or a note such as where a server listens — on stderr
+    /// as `peer-registry: <message>`, so stdout stays machine-readable.
     static func error(_ message: String) { write("peer-registry: \(message)\n", to: 2) }
-
-    /// Information for a person, not the result: stderr, so stdout stays machine-readable.
-    static func note(_ message: String) { write("peer-registry: \(message)\n", to: 2) }
 
     /// Writes all of `text` to descriptor `fd` (retrying short writes and EINTR).
     private static func write(_ text: String, to fd: Int32) {

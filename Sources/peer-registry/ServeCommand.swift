@@ -80,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
         let registryPath = registry.path
         let statusPage = server.staticDirectory == nil ? " (status page files not found: only the API is served)" : ""
         if ["0.0.0.0", "[::]"].contains(bare), allowedHosts.isEmpty {
-            Output.note("listening on every interface, but only loopback Host names are answered: add --allow-host NAME for the name other machines use")
+            Output.error("listening on every interface, but only loopback Host names are answered: add --allow-host NAME for the name other machines use")
         }
         do {
             try await server.run(stopOnSignals: true) { boundPort in
@@ -92,10 +92,10 @@ struct ServeCommand: AsyncParsableCommand {
                     ])
                     runtimeFile.withLock { $0 = file }
                 } catch {
-                    Output.note("warning: \(error.message)")
+                    Output.error("warning: \(error.message)")
                 }
-                Output.lineFlushed("\(url)?token=\(token.value)")
-                Output.note("serving \(registryPath) at \(url)\(statusPage); open the URL above (it carries the token); Ctrl-C to stop")
+                Output.line("\(url)?token=\(token.value)")
+                Output.error("serving \(registryPath) at \(url)\(statusPage); open the URL above (it carries the token); Ctrl-C to stop")
             }
         } catch {
             if listening.load(ordering: .relaxed) { throw error }

@@ -38,28 +38,28 @@ struct WatchCommand: AsyncParsableCommand {
         let changes = try registry.changes()
         let now = try registry.list()
         if initial {
-            emit(generation: now.generation, added: now.servers, removed: [], changed: [], initial: true)
+            emit(RegistryEvent(generation: now.generation, added: now.servers), initial: true)
         }
-        Output.note("watching \(registry.path) (generation \(now.generation), \(now.servers.count) live); Ctrl-C to stop")
+        Output.error("watching \(registry.path) (generation \(now.generation), \(now.servers.count) live); Ctrl-C to stop")
         var seen = 0
         for try await event in changes {
-            emit(generation: event.generation, added: event.added, removed: event.removed, changed: event.changed, initial: false)
+            emit(event, initial: false)
             seen += 1
             if let count, seen >= count { return }
         }
     }
 
-    /// One event (RegistryEvent has no public initializer, so the parts are passed as they are;
-    /// the JSON is RegistryEvent.jsonText's shape).
-    private func emit(generation: Int64, added: [ServerEntry], removed: [ServerEntry], changed: [ServerEntry], initial: Bool) {
+    /// One event: as RegistryEvent.jsonText (entries without their secrets unless asked), or as
+    /// lines for a person.
+    private func emit(_ event: RegistryEvent, initial: Bool) {
         if json {
-            let show = secrets.showSecrets
-            func list(_ entries: [ServerEntry]) -> JSONValue { .array(entries.map { .object($0.printedJSON(showSecrets: show)) }) }
-            Output.lineFlushed(JSONValue.object(JSONObject([
-                ("generation", .int(generation)), ("added", list(added)), ("removed", list(removed)), ("changed", list(changed)),
-            ])).jsonText)
+            let shown = secrets.showSecrets ? event : RegistryEvent(
+                generation: event.generation, added: EntrySecrets.redacted(event.added),
+                removed: EntrySecrets.redacted(event.removed), changed: EntrySecrets.redacted(event.changed))
+            Output.line(shown.jsonText)
             return
         }
+        let (generation, added, removed, changed) = (event.generation, event.added, event.removed, event.changed)
         let time = Self.clock()
         var lines: [String] = []
         if initial, added.isEmpty { lines.append("\(time)  gen \(generation)  (no live servers)") }
@@ -75,7 +75,7 @@ struct WatchCommand: AsyncParsableCommand {
         for e in removed {
             lines.append("\(time)  gen \(generation)  - \(e.id)")
         }
-        Output.lineFlushed(lines.joined(separator: "\n"))
+        Output.line(lines.joined(separator: "\n"))
     }
 
     private static func clock() -> String {

@@ -15,7 +15,7 @@
  *   returns PEERREG_ECLOSED. peerreg_version*, peerreg_errstr and the peerreg_error accessors are pure.
  *
  * ERRORS
- *   Every int result is a PEERREG_* code: PEERREG_OK (0) on success, a negative code on
+ *   Every int result is a PEERREG_* code (a peerreg_code): PEERREG_OK (0) on success, a negative code on
  *   failure. Functions take a last argument `peerreg_error **err`; it may be NULL. When it is
  *   not NULL and the call fails, *err receives a newly allocated error (code + message) that
  *   the caller frees with peerreg_error_free(); on success *err is set to NULL. There is no
@@ -56,8 +56,14 @@ typedef struct peerreg_registry peerreg_registry;   /* opaque; thread-safe */
 typedef struct peerreg_watch    peerreg_watch;      /* opaque; one thread at a time */
 typedef struct peerreg_error    peerreg_error;      /* owned error: code + message */
 
+/* The three sets of constants below are named enum types (peerreg_code, peerreg_kind,
+ * peerreg_health), so that a variable, a struct field or a switch can say which set its value
+ * belongs to, and debuggers show names. Every function still takes and returns them as `int`,
+ * as it always has: a C enum's size is the compiler's choice while int's is fixed, so changing
+ * the signatures could change the ABI; these names change nothing in it. */
+
 /* Result codes. Values are stable across all 0.x and 1.x releases. */
-enum {
+typedef enum peerreg_code {
     PEERREG_OK         =   0,
     PEERREG_EINVAL     =  -1,  /* bad argument: NULL, invalid UTF-8, malformed JSON, bad field */
     PEERREG_ENOTFOUND  =  -2,  /* no live entry with that id / nothing resolves that name */
@@ -71,13 +77,15 @@ enum {
     PEERREG_EAMBIGUOUS =  -8,  /* several equally healthy servers declare the name; message lists them */
     PEERREG_ELIMIT     =  -9,  /* a documented size limit was exceeded */
     PEERREG_ECLOSED    = -10   /* the handle was closed, or was inherited across fork() */
-};
+} peerreg_code;
 
 /* Capability kinds for peerreg_resolve(). */
-enum { PEERREG_TOOL = 1, PEERREG_RESOURCE = 2, PEERREG_PROMPT = 3 };
+typedef enum peerreg_kind { PEERREG_TOOL = 1, PEERREG_RESOURCE = 2, PEERREG_PROMPT = 3 } peerreg_kind;
 
 /* Health states for peerreg_set_health(). DOWN servers never resolve. */
-enum { PEERREG_UNKNOWN = 0, PEERREG_HEALTHY = 1, PEERREG_DEGRADED = 2, PEERREG_DOWN = 3 };
+typedef enum peerreg_health {
+    PEERREG_UNKNOWN = 0, PEERREG_HEALTHY = 1, PEERREG_DEGRADED = 2, PEERREG_DOWN = 3
+} peerreg_health;
 
 /* ---- version and error strings ----------------------------------------------------------- */
 

@@ -6,8 +6,6 @@ import (
 	"os"
 	"reflect"
 	"runtime"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -146,148 +144,58 @@ func TestUnregister(t *testing.T) {
 	mustRegister(t, reg, peerregistry.Entry{ID: "gone-soon", URL: "http://127.0.0.1:1/mcp"})
 }
 
-func TestListFiltersAndGeneration(t *testing.T) {
+// What the filters select and how resolution and TTL expiry behave are the core's, checked in
+// every language by tests/conformance/cases.json (TestConformance); here: what this package
+// passes along.
+func TestFilterFieldsReachTheLibrary(t *testing.T) {
 	reg, _ := openTemp(t)
 	ctx := context.Background()
-	empty, err := reg.List(peerregistry.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(empty.Servers) != 0 {
-		t.Fatalf("new registry lists %v", ids(empty.Servers))
-	}
 	mustRegister(t, reg, peerregistry.Entry{ID: "a", URL: "http://127.0.0.1:1/mcp",
-		Capabilities: peerregistry.Capabilities{Tools: []string{"search"}, Prompts: []string{"summarize"}}})
-	first, err := reg.List(peerregistry.Filter{})
-	if err != nil {
+		Capabilities: peerregistry.Capabilities{Tools: []string{"t"}, Prompts: []string{"p"}, Resources: []string{"resource://a/"}}})
+	mustRegister(t, reg, peerregistry.Entry{ID: "b", URL: "ws://127.0.0.1:2/mcp"})
+	if err := reg.SetHealth(ctx, "a", peerregistry.StatusHealthy, ""); err != nil {
 		t.Fatal(err)
-	}
-	mustRegister(t, reg, peerregistry.Entry{ID: "b", URL: "ws://127.0.0.1:2/mcp",
-		Capabilities: peerregistry.Capabilities{Resources: []string{"resource://docs/"}}})
-	mustRegister(t, reg, peerregistry.Entry{ID: "c", URL: "http://127.0.0.1:3/mcp", Transport: peerregistry.TransportSSE,
-		Capabilities: peerregistry.Capabilities{Tools: []string{"search", "fetch"}}})
-	if err := reg.SetHealth(ctx, "a", peerregistry.StatusHealthy, "ok"); err != nil {
-		t.Fatal(err)
-	}
-	if err := reg.SetHealth(ctx, "c", peerregistry.StatusDegraded, "slow"); err != nil {
-		t.Fatal(err)
-	}
-	all, err := reg.List(peerregistry.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Four more writes happened since the first list: the generation counts every write.
-	if all.Generation != first.Generation+4 {
-		t.Errorf("generation %d after 4 writes since %d", all.Generation, first.Generation)
 	}
 	yes, no := true, false
 	for _, tc := range []struct {
-		name   string
 		filter peerregistry.Filter
 		want   []string
 	}{
-		{"all", peerregistry.Filter{}, []string{"a", "b", "c"}},
-		{"tool", peerregistry.Filter{Tool: "search"}, []string{"a", "c"}},
-		{"tool none", peerregistry.Filter{Tool: "nope"}, nil},
-		{"prompt", peerregistry.Filter{Prompt: "summarize"}, []string{"a"}},
-		{"resource prefix", peerregistry.Filter{Resource: "resource://docs/intro.md"}, []string{"b"}},
-		{"transport", peerregistry.Filter{Transport: peerregistry.TransportWS}, []string{"b"}},
-		{"transport explicit", peerregistry.Filter{Transport: peerregistry.TransportSSE}, []string{"c"}},
-		{"healthy", peerregistry.Filter{Healthy: &yes}, []string{"a"}},
-		{"not healthy", peerregistry.Filter{Healthy: &no}, []string{"b", "c"}},
-		{"status", peerregistry.Filter{Status: peerregistry.StatusDegraded}, []string{"c"}},
-		{"combined", peerregistry.Filter{Tool: "search", Healthy: &no}, []string{"c"}},
+		{peerregistry.Filter{}, []string{"a", "b"}},
+		{peerregistry.Filter{Healthy: &yes}, []string{"a"}},
+		{peerregistry.Filter{Healthy: &no}, []string{"b"}},
+		{peerregistry.Filter{Status: peerregistry.StatusHealthy}, []string{"a"}},
+		{peerregistry.Filter{Transport: peerregistry.TransportWS}, []string{"b"}},
+		{peerregistry.Filter{Tool: "t", Prompt: "p", Resource: "resource://a/x"}, []string{"a"}},
+		{peerregistry.Filter{Tool: "nobody"}, []string{}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res, err := reg.List(tc.filter)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := ids(res.Servers)
-			sort.Strings(got)
-			if len(got) == 0 {
-				got = nil
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("List(%+v) = %v, want %v", tc.filter, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestResolve(t *testing.T) {
-	reg, _ := openTemp(t)
-	ctx := context.Background()
-	mustRegister(t, reg, peerregistry.Entry{ID: "journey", URL: "http://127.0.0.1:1/mcp",
-		Capabilities: peerregistry.Capabilities{
-			Tools:     []string{"findTrips", "search"},
-			Resources: []string{"resource://journey/", "resource://journey/trips/special"},
-			Prompts:   []string{"plan-trip"},
-		}})
-	mustRegister(t, reg, peerregistry.Entry{ID: "trips", URL: "http://127.0.0.1:2/mcp",
-		Capabilities: peerregistry.Capabilities{
-			Tools:     []string{"search"},
-			Resources: []string{"resource://journey/trips/"},
-		}})
-
-	resolved := func(e peerregistry.Entry, err error) string {
-		t.Helper()
+		res, err := reg.List(tc.filter)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return e.ID
+		if got := ids(res.Servers); !reflect.DeepEqual(append([]string{}, got...), tc.want) {
+			t.Errorf("List(%+v) = %v, want %v", tc.filter, got, tc.want)
+		}
 	}
-	if id := resolved(reg.ResolveTool("findTrips")); id != "journey" {
-		t.Errorf("bare tool resolved to %s", id)
-	}
-	if id := resolved(reg.ResolveTool("trips.search")); id != "trips" {
-		t.Errorf("qualified tool resolved to %s", id)
-	}
-	if id := resolved(reg.ResolvePrompt("plan-trip")); id != "journey" {
-		t.Errorf("prompt resolved to %s", id)
-	}
-	if id := resolved(reg.ResolvePrompt("journey.plan-trip")); id != "journey" {
-		t.Errorf("qualified prompt resolved to %s", id)
-	}
-	// Longest prefix wins; an exact declaration beats a prefix.
-	if id := resolved(reg.ResolveResource("resource://journey/trips/42")); id != "trips" {
-		t.Errorf("resource://journey/trips/42 resolved to %s, want the longer prefix", id)
-	}
-	if id := resolved(reg.ResolveResource("resource://journey/stations")); id != "journey" {
-		t.Errorf("resource://journey/stations resolved to %s", id)
-	}
-	if id := resolved(reg.ResolveResource("resource://journey/trips/special")); id != "journey" {
-		t.Errorf("exact resource resolved to %s", id)
-	}
+}
 
-	// Two UNKNOWN servers declare "search": a tie, with both candidates named.
-	_, err := reg.ResolveTool("search")
-	perr := wantCode(t, err, peerregistry.ErrAmbiguous)
-	if !strings.Contains(perr.Message, "journey") || !strings.Contains(perr.Message, "trips") {
-		t.Errorf("ambiguity message does not list the candidates: %q", perr.Message)
+func TestResolveMethodsPassTheirKind(t *testing.T) {
+	reg, _ := openTemp(t)
+	mustRegister(t, reg, peerregistry.Entry{ID: "a", URL: "http://127.0.0.1:1/mcp",
+		Capabilities: peerregistry.Capabilities{Tools: []string{"x"}}})
+	mustRegister(t, reg, peerregistry.Entry{ID: "b", URL: "http://127.0.0.1:2/mcp",
+		Capabilities: peerregistry.Capabilities{Prompts: []string{"x"}, Resources: []string{"x"}}})
+	for name, resolve := range map[string]func(string) (peerregistry.Entry, error){
+		"a": reg.ResolveTool, "b": reg.ResolvePrompt,
+	} {
+		if e, err := resolve("x"); err != nil || e.ID != name {
+			t.Errorf("resolved %q, %v; want %s", e.ID, err, name)
+		}
 	}
-	// Health breaks the tie; DOWN never resolves.
-	if err := reg.SetHealth(ctx, "trips", peerregistry.StatusHealthy, ""); err != nil {
-		t.Fatal(err)
+	if e, err := reg.ResolveResource("x"); err != nil || e.ID != "b" {
+		t.Errorf("ResolveResource = %q, %v; want b", e.ID, err)
 	}
-	if id := resolved(reg.ResolveTool("search")); id != "trips" {
-		t.Errorf("HEALTHY server not preferred: got %s", id)
-	}
-	if err := reg.SetHealth(ctx, "journey", peerregistry.StatusDown, "crashed"); err != nil {
-		t.Fatal(err)
-	}
-	_, err = reg.ResolveTool("findTrips")
-	wantCode(t, err, peerregistry.ErrNotFound)
-	_, err = reg.ResolveTool("journey.findTrips")
-	wantCode(t, err, peerregistry.ErrNotFound)
-	_, err = reg.ResolveResource("resource://journey/stations/x")
-	wantCode(t, err, peerregistry.ErrNotFound)
-
-	_, err = reg.ResolveTool("nobody-has-this")
-	wantCode(t, err, peerregistry.ErrNotFound)
-	_, err = reg.ResolvePrompt("nobody-has-this")
-	wantCode(t, err, peerregistry.ErrNotFound)
-	_, err = reg.ResolveResource("resource://elsewhere/x")
+	_, err := reg.ResolveTool("nothing")
 	wantCode(t, err, peerregistry.ErrNotFound)
 }
 
@@ -318,48 +226,6 @@ func TestSetHealth(t *testing.T) {
 	}
 	wantCode(t, reg.SetHealth(ctx, "svc", "SUPERB", ""), peerregistry.ErrInvalid)
 	wantCode(t, reg.SetHealth(ctx, "nobody", peerregistry.StatusHealthy, ""), peerregistry.ErrNotFound)
-}
-
-func TestHeartbeatKeepsTTLEntryAlive(t *testing.T) {
-	reg, _ := openTemp(t)
-	ctx := context.Background()
-	stored := mustRegister(t, reg, peerregistry.Entry{ID: "ttl", URL: "http://127.0.0.1:1/mcp",
-		Liveness: peerregistry.LivenessTTL, TTLSeconds: 1})
-	if stored.Liveness != peerregistry.LivenessTTL || stored.TTLSeconds != 1 {
-		t.Fatalf("stored %+v", stored)
-	}
-	last := stored.LastSeen
-	// Heartbeats every 400 ms for 1.6 s keep a 1 s TTL entry alive past its first expiry.
-	for i := 0; i < 4; i++ {
-		time.Sleep(400 * time.Millisecond)
-		if err := reg.Heartbeat(ctx, "ttl"); err != nil {
-			t.Fatal(err)
-		}
-		got, err := reg.Get("ttl")
-		if err != nil {
-			t.Fatalf("after heartbeat %d: %v", i, err)
-		}
-		if !got.LastSeen.After(last) {
-			t.Fatalf("heartbeat did not advance lastSeen: %v then %v", last, got.LastSeen)
-		}
-		last = got.LastSeen
-	}
-	// Without heartbeats it expires: no longer returned, then pruned.
-	time.Sleep(1500 * time.Millisecond)
-	_, err := reg.Get("ttl")
-	wantCode(t, err, peerregistry.ErrNotFound)
-	wantCode(t, reg.Heartbeat(ctx, "nobody"), peerregistry.ErrNotFound)
-	removed, err := reg.Prune(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed != 1 {
-		t.Errorf("Prune removed %d, want the 1 expired entry", removed)
-	}
-	removed, err = reg.Prune(ctx)
-	if err != nil || removed != 0 {
-		t.Errorf("second Prune = %d, %v; want 0, nil", removed, err)
-	}
 }
 
 func TestCloseUnregistersOnlyLeaseEntries(t *testing.T) {

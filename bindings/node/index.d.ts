@@ -55,7 +55,7 @@ export interface ListFilter {
 }
 
 export interface ProbeOptions {
-  /** How long to wait for the server, in whole milliseconds. Default 2000; 0 or less: the library's default. */
+  /** How long to wait for the server, in whole milliseconds. Absent, 0 or less: the library's default (2000). */
   timeoutMs?: number;
 }
 

@@ -263,11 +263,11 @@ class Registry {
    * connect for ws; include/peer_registry.h says exactly what) and records the outcome: success makes it HEALTHY; failures count up in
    * health.consecutiveFailures, DEGRADED after 1 and DOWN after 3. A failed probe is recorded,
    * not thrown. Resolves with the entry as stored after the probe; rejects with
-   * PEERREG_ENOTFOUND when there is no live entry `id`. The wait (up to `timeoutMs`, default
-   * 2000; 0 or less: the library's default) happens off the event loop.
+   * PEERREG_ENOTFOUND when there is no live entry `id`. The wait (up to `timeoutMs`; absent,
+   * 0 or less: the library's default, 2000) happens off the event loop.
    */
-  async probe(id, { timeoutMs = 2000 } = {}) {
-    return this.promises.probe(id, { timeoutMs });
+  async probe(id, options) {
+    return this.promises.probe(id, options);
   }
 
   /** Removes dead entries and orphaned leases now; returns how many entries were removed. */
@@ -388,7 +388,7 @@ class RegistryPromises {
   }
 
   /** See Registry.probe. */
-  async probe(id, { timeoutMs = 2000 } = {}) {
+  async probe(id, { timeoutMs = 0 } = {}) {
     return this._json(ops.probe, id, timeoutMs);
   }
 

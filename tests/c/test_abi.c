@@ -81,7 +81,7 @@ static void test_version(void) {
     CHECK(peerreg_version_number() == PEERREG_VERSION_NUMBER, "header %d vs library %d",
           PEERREG_VERSION_NUMBER, peerreg_version_number());
     CHECK(strcmp(peerreg_version(), PEERREG_VERSION) == 0, "version %s", peerreg_version());
-    const int codes[] = {PEERREG_OK, PEERREG_EINVAL, PEERREG_ENOTFOUND, PEERREG_EEXISTS, PEERREG_ECORRUPT,
+    const peerreg_code codes[] = {PEERREG_OK, PEERREG_EINVAL, PEERREG_ENOTFOUND, PEERREG_EEXISTS, PEERREG_ECORRUPT,
                          PEERREG_EIO, PEERREG_EPERM, PEERREG_ETIMEOUT, PEERREG_EAMBIGUOUS, PEERREG_ELIMIT,
                          PEERREG_ECLOSED};
     const char *names[] = {"PEERREG_OK", "PEERREG_EINVAL", "PEERREG_ENOTFOUND", "PEERREG_EEXISTS",
@@ -91,6 +91,10 @@ static void test_version(void) {
         CHECK(strncmp(peerreg_errstr(codes[i]), names[i], strlen(names[i])) == 0, "errstr(%d) = %s", codes[i],
               peerreg_errstr(codes[i]));
     CHECK(strcmp(peerreg_errstr(12345), "PEERREG_UNKNOWN_CODE") == 0, "unknown code");
+    /* The named enum types hold their constants and pass as the int the functions take. */
+    const peerreg_kind kind = PEERREG_PROMPT;
+    const peerreg_health health = PEERREG_DOWN;
+    CHECK(kind == 3 && health == 3 && (int)codes[10] == -10, "enum values");
     CHECK(peerreg_error_code(NULL) == PEERREG_OK, "error_code(NULL)");
     CHECK(strcmp(peerreg_error_message(NULL), "") == 0, "error_message(NULL)");
     peerreg_error_free(NULL);

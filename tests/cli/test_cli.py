@@ -104,7 +104,8 @@ class HelpAndUsage(CLITestCase):
         for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:
             self.assertIn(f"  {name}", out)
         self.assertIn("--registry", self.ok("list", "--help", registry=False))
-        self.assertEqual(self.ok("--version", registry=False).strip(), "0.1.0")
+        with open(os.path.join(ROOT, "VERSION")) as f:
+            self.assertEqual(self.ok("--version", registry=False).strip(), f.read().strip())
 
     def test_every_subcommand_accepts_registry(self):
         for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:

@@ -209,7 +209,7 @@ public final class ServerSupervisor: Sendable {
     // MARK: - Capabilities
 
     static let supervisorInitializeParams =
-        #"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"peer-registry-supervise","version":"0.1.0"}}"#
+        #"{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"peer-registry-supervise","version":"\#(PeerRegistryVersion.text)"}}"#
 
     /// Reads tools/list, resources/list (and templates) and prompts/list, following cursors.
     private func discover(_ live: ProcessSlot.Live) async {

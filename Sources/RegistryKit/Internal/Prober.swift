@@ -27,28 +27,14 @@ enum Prober {
         var path: String
     }
 
-    /// Splits `scheme://host:port/path?query` (IPv6 hosts in brackets). Nil if unusable.
+    /// `url` as URLParts reads it (`scheme://host:port/path?query`, IPv6 hosts in brackets), the
+    /// port defaulted by scheme and the fragment dropped. Nil if it names no host and port.
     static func target(for url: String) -> Target? {
-        guard let scheme = ServerEntry.scheme(of: url), let port = ServerEntry.port(fromURL: url),
-              let colon = url.firstIndex(of: ":"), url[colon...].hasPrefix("://")
-        else { return nil }
-        let rest = url[url.index(colon, offsetBy: 3)...]
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
-        var path = String(rest[authorityEnd...])
+        guard case .success(let parts) = URLParts.parse(url), !parts.host.isEmpty, let port = parts.port else { return nil }
+        var path = parts.path
         if let hash = path.firstIndex(of: "#") { path = String(path[..<hash]) }
         if path.isEmpty || path.first == "?" { path = "/" + path }
-        var hostPort = rest[..<authorityEnd]
-        if let at = hostPort.lastIndex(of: "@") { hostPort = hostPort[hostPort.index(after: at)...] }
-        let host: Substring
-        if hostPort.first == "[", let close = hostPort.firstIndex(of: "]") {
-            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
-        } else if let c = hostPort.lastIndex(of: ":") {
-            host = hostPort[..<c]
-        } else {
-            host = hostPort
-        }
-        guard !host.isEmpty else { return nil }
-        return Target(scheme: scheme, host: String(host), port: port, path: path)
+        return Target(scheme: parts.scheme, host: parts.host, port: port, path: path)
     }
 
     static func probe(_ entry: ServerEntry, timeoutMillis: Int) -> ProbeOutcome {
@@ -109,7 +95,7 @@ enum Prober {
     static let protocolVersion = "2025-06-18"
     private static let initializeID = "peer-registry-probe-init"
     private static let pingID = "peer-registry-probe-ping"
-    private static let initializeBody = #"{"jsonrpc":"2.0","id":"\#(initializeID)","method":"initialize","params":{"protocolVersion":"\#(protocolVersion)","capabilities":{},"clientInfo":{"name":"peer-registry-probe","version":"0.1.0"}}}"#
+    private static let initializeBody = #"{"jsonrpc":"2.0","id":"\#(initializeID)","method":"initialize","params":{"protocolVersion":"\#(protocolVersion)","capabilities":{},"clientInfo":{"name":"peer-registry-probe","version":"\#(PeerRegistryVersion.text)"}}}"#
     private static let initializedBody = #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
     private static let pingBody = #"{"jsonrpc":"2.0","id":"\#(pingID)","method":"ping"}"#
 
@@ -769,7 +755,7 @@ enum Prober {
         }
         guard let lookup = Lookup() else { return .failure(ProbeFailure("socketpair failed: \(Sys.errnoMessage())")) }
         let host = t.host
-        runOnThread {
+        Sys.runOnThreadOrInline("lookup \(host)") {
             var list: UnsafeMutablePointer<addrinfo>?
             var h = addrinfo()
             h.ai_socktype = Int32(SOCK_STREAM.rawValue)

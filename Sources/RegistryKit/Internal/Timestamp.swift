@@ -1,17 +1,11 @@
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 /// ISO 8601 UTC timestamps with milliseconds (`2026-11-21T09:30:00.000Z`), without Foundation.
 enum Timestamp {
-    /// Milliseconds since the Unix epoch, from the real-time clock.
-    static func nowMillis() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    /// Milliseconds since the Unix epoch, from the real-time clock (or a test's, see Clock).
+    static func nowMillis() -> Int64 { Clock.nowMillis() }
 
     static func now() -> String { format(millis: nowMillis()) }
 

@@ -78,26 +78,26 @@ def test_close_drops_lease_entries_but_not_static_ones(registry_path: Path, othe
     assert ids(other.list()) == ["static"]
 
 
-def test_list_filters(reg: Registry) -> None:
-    reg.register(entry("a", url="http://127.0.0.1:1/mcp",
-                       capabilities={"tools": ["t1"], "resources": ["resource://a/"], "prompts": ["p1"]}))
-    reg.register(entry("b", url="ws://127.0.0.1:2/ws", capabilities={"tools": ["t2"], "prompts": ["p2"]}))
-    reg.register(entry("c", url="http://127.0.0.1:3/mcp", capabilities={"resources": ["resource://a/deep/"]}))
-    reg.set_health("a", Health.HEALTHY)
+# What the filters select and how resolution, health and TTL expiry behave are the core's,
+# checked in every language by tests/conformance/cases.json; here: what this binding passes along.
+@pytest.mark.parametrize("status", [Health.DEGRADED, "DEGRADED", "degraded", 2])
+def test_list_keywords_reach_the_library_as_filters(reg: Registry, status: object) -> None:
+    reg.register(entry("a", capabilities={"tools": ["t"], "prompts": ["p"], "resources": ["resource://a/"]}))
+    reg.register(entry("b", url="ws://127.0.0.1:2/ws"))
     reg.set_health("b", Health.DEGRADED)
-
-    assert ids(reg.list()) == ["a", "b", "c"]
-    assert ids(reg.list(healthy=True)) == ["a"]
-    assert ids(reg.list(healthy=False)) == ["b", "c"]
-    assert ids(reg.list(status=Health.DEGRADED)) == ["b"]
-    assert ids(reg.list(status="UNKNOWN")) == ["c"]
-    assert ids(reg.list(transport="http")) == ["a", "c"]
-    assert ids(reg.list(tool="t2")) == ["b"]
-    assert ids(reg.list(prompt="p1")) == ["a"]
-    assert ids(reg.list(resource="resource://a/deep/x")) == ["a", "c"]
-    assert ids(reg.list(resource="resource://a/x")) == ["a"]
-    assert ids(reg.list(transport="http", healthy=True)) == ["a"]
+    assert ids(reg.list(status=status)) == ["b"]  # type: ignore[arg-type]
+    assert ids(reg.list(healthy=False)) == ["a", "b"]
+    assert ids(reg.list(transport="ws")) == ["b"]
+    assert ids(reg.list(tool="t", prompt="p", resource="resource://a/x")) == ["a"]
     assert reg.list(tool="nobody") == []
+
+
+def test_resolve_methods_pass_their_kind(reg: Registry) -> None:
+    reg.register(entry("a", capabilities={"tools": ["x"]}))
+    reg.register(entry("b", capabilities={"prompts": ["x"], "resources": ["x"]}))
+    assert reg.resolve_tool("x")["id"] == "a"
+    assert reg.resolve_prompt("x")["id"] == "b"
+    assert reg.resolve_resource("x")["id"] == "b"
 
 
 def test_generation_counts_writes(reg: Registry) -> None:
@@ -109,46 +109,6 @@ def test_generation_counts_writes(reg: Registry) -> None:
     reg.set_health("a", "HEALTHY")
     reg.unregister("a")
     assert reg.list_with_generation().generation == start.generation + 3
-
-
-def test_resolve_tool_and_prompt(reg: Registry) -> None:
-    reg.register(entry("alpha", capabilities={"tools": ["search", "only_alpha"], "prompts": ["plan"]}))
-    reg.register(entry("beta", capabilities={"tools": ["search"], "prompts": ["plan"]}))
-    assert reg.resolve_tool("only_alpha")["id"] == "alpha"
-    assert reg.resolve_tool("beta.search")["id"] == "beta"      # qualified
-    assert reg.resolve_prompt("alpha.plan")["id"] == "alpha"
-    with pytest.raises(peer_registry.AmbiguousError):
-        reg.resolve_tool("search")
-    reg.set_health("beta", Health.DEGRADED)
-    assert reg.resolve_tool("search")["id"] == "beta"          # DEGRADED beats UNKNOWN
-    reg.set_health("alpha", Health.HEALTHY)
-    assert reg.resolve_tool("search")["id"] == "alpha"         # HEALTHY beats DEGRADED
-    assert reg.resolve_prompt("plan")["id"] == "alpha"
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.resolve_tool("missing")
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.resolve_tool("beta.only_alpha")
-
-
-def test_down_servers_never_resolve(reg: Registry) -> None:
-    reg.register(entry("only", capabilities={"tools": ["t"]}))
-    reg.set_health("only", Health.DOWN)
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.resolve_tool("t")
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.resolve_tool("only.t")
-    assert ids(reg.list(status=Health.DOWN)) == ["only"]  # still listed, just not resolved
-
-
-def test_resolve_resource_prefers_exact_then_longest_prefix(reg: Registry) -> None:
-    reg.register(entry("root", capabilities={"resources": ["resource://journey/"]}))
-    reg.register(entry("trips", capabilities={"resources": ["resource://journey/trips/"]}))
-    reg.register(entry("exact", capabilities={"resources": ["resource://journey/trips/1"]}))
-    assert reg.resolve_resource("resource://journey/trips/1")["id"] == "exact"
-    assert reg.resolve_resource("resource://journey/trips/2")["id"] == "trips"
-    assert reg.resolve_resource("resource://journey/maps")["id"] == "root"
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.resolve_resource("resource://other/")
 
 
 @pytest.mark.parametrize("status", [Health.DEGRADED, "DEGRADED", "degraded", 2])
@@ -167,38 +127,6 @@ def test_set_health_without_message(reg: Registry) -> None:
     assert reg.get("h")["health"]["status"] == "HEALTHY"
     with pytest.raises(peer_registry.NotFoundError):
         reg.set_health("nobody", Health.HEALTHY)
-
-
-def test_heartbeat_moves_last_seen(reg: Registry) -> None:
-    first = reg.register(entry("hb"))
-    time.sleep(0.02)
-    reg.heartbeat("hb")
-    assert reg.get("hb")["lastSeen"] > first.get("lastSeen", first["startedAt"])
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.heartbeat("nobody")
-
-
-def test_ttl_entries_expire_unless_heartbeat(reg: Registry) -> None:
-    reg.register(entry("kept", liveness="ttl", ttlSeconds=1))
-    reg.register(entry("expires", liveness="ttl", ttlSeconds=1))
-    for _ in range(4):
-        time.sleep(0.4)
-        reg.heartbeat("kept")
-    assert ids(reg.list()) == ["kept"]
-    with pytest.raises(peer_registry.NotFoundError):
-        reg.get("expires")
-
-
-def test_prune_removes_dead_entries_from_the_file(reg: Registry, registry_path: Path) -> None:
-    reg.register(entry("expires", liveness="ttl", ttlSeconds=1))
-    reg.register(entry("static", liveness="none"))
-    time.sleep(1.3)
-    assert ids(reg.list()) == ["static"]
-    assert "expires" in registry_path.read_text()  # dead, but no writer has run since
-    assert reg.prune() == 1
-    assert "expires" not in registry_path.read_text()
-    assert reg.prune() == 0
-    assert ids(reg.list()) == ["static"]
 
 
 def test_a_handle_can_be_shared_between_threads(reg: Registry, other: Registry) -> None:

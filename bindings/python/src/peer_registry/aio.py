@@ -120,7 +120,7 @@ class AsyncRegistry:
     async def heartbeat(self, id: str) -> None:
         await self._run(Registry.heartbeat, id)
 
-    async def probe(self, id: str, timeout: float = 2.0) -> ServerEntry:
+    async def probe(self, id: str, timeout: float = 0) -> ServerEntry:
         return await self._run(Registry.probe, id, timeout)
 
     async def prune(self) -> int:

@@ -243,7 +243,7 @@ class Registry:
         """Set ``lastSeen`` of ``id`` to now (keeps ``ttl`` entries alive)."""
         self._call(self.lib.peerreg_heartbeat, _text(id, "id"))
 
-    def probe(self, id: str, timeout: float = 2.0) -> ServerEntry:
+    def probe(self, id: str, timeout: float = 0) -> ServerEntry:
         """Check ``id`` now by its transport and record the outcome; return the entry as stored.
 
         The MCP handshake for ``http`` (``initialize``, ``notifications/initialized`` and
@@ -252,7 +252,7 @@ class Registry:
         500, garbage or silence never makes a server HEALTHY. Success makes the entry HEALTHY; failures count up in ``health.consecutiveFailures``
         and make it DEGRADED after 1, DOWN after 3 (DOWN servers no longer resolve);
         ``health.message`` says what was seen. A failed probe is recorded, not raised.
-        Blocks up to ``timeout`` seconds (0 or less: the library's default, 2 s) plus one
+        Blocks up to ``timeout`` seconds (by default, 0 or less: the library's, 2 s) plus one
         write; other threads keep running meanwhile. :class:`NotFoundError` when there is no
         live entry ``id``.
         """
