@@ -14,6 +14,11 @@ static int *tracked = NULL;
 static int tracked_len = 0, tracked_cap = 0;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static volatile int fork_generation = 0;
+/* Set once a descriptor could not be tracked (no memory for the table): from then on a close of
+ * an unknown descriptor cannot be told from a double close, and goes ahead. */
+static int track_failed = 0;
+static long refused_closes = 0;
+
 
 /* fork() copies the table with the lock held by us (prepare), so the child sees a consistent
  * table and can close every inherited descriptor before anything else runs. */
@@ -33,7 +38,7 @@ int prshim_track_fd_locked(int fd) {
     if (tracked_len == tracked_cap) {
         int cap = tracked_cap ? tracked_cap * 2 : 64;
         int *grown = realloc(tracked, (size_t)cap * sizeof *tracked);
-        if (!grown) return -1;
+        if (!grown) { track_failed = 1; return -1; }
         tracked = grown; tracked_cap = cap;
     }
     tracked[tracked_len++] = fd;
@@ -53,12 +58,28 @@ int prshim_fork_release(int fd) {
     return rc;
 }
 
-void prshim_untrack_fd(int fd) {
+int prshim_close_tracked(int fd) {
     pthread_mutex_lock(&tracked_lock);
+    int found = 0;
     for (int i = 0; i < tracked_len; i++) {
-        if (tracked[i] == fd) { tracked[i] = tracked[--tracked_len]; break; }
+        if (tracked[i] == fd) { tracked[i] = tracked[--tracked_len]; found = 1; break; }
+    }
+    int rc;
+    if (found || track_failed) {
+        rc = close(fd);
+    } else {
+        refused_closes++;
+        rc = -2;
     }
     pthread_mutex_unlock(&tracked_lock);
+    return rc;
+}
+
+long prshim_refused_closes(void) {
+    pthread_mutex_lock(&tracked_lock);
+    long n = refused_closes;
+    pthread_mutex_unlock(&tracked_lock);
+    return n;
 }
 
 int prshim_fork_generation(void) { return fork_generation; }

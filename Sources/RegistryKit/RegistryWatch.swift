@@ -126,6 +126,9 @@ public final class RegistryWatch: Sendable {
                 b.order = listing.servers.map(\.id)
             }
         } catch {
+            // Every stored property is set, so deinit runs after this throw: mark the watch
+            // closed first, or deinit's close() would close these descriptors a second time.
+            life.withLock { $0.closed = true }
             closeDescriptors()
             self.registry.close()
             throw error

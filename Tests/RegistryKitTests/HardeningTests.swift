@@ -481,3 +481,40 @@ private func rewriteInPlace(_ path: String, _ text: String) {
         #expect(try dir.contents() == "{ not json")
     }
 }
+
+@Suite struct DescriptorTests {
+    /// A watch whose first read fails (a corrupt file) closes each of its descriptors once: its
+    /// deinit, which runs after the failed init, used to close them again — by then the numbers
+    /// could belong to a socket of the host program (NIO trapped on EBADF in the MCP tests).
+    @Test func aWatchThatFailsToOpenClosesEachDescriptorOnce() throws {
+        let dir = TempRegistryDir()
+        let r = try dir.open()
+        defer { r.close() }
+        try dir.write("{ not json")
+        let before = Sys.refusedCloses
+        for _ in 0..<3 {
+            expectError(.corrupt) { _ = try RegistryWatch(r) }
+        }
+        #expect(Sys.refusedCloses == before, "descriptors closed twice: \(Sys.refusedCloses - before)")
+    }
+
+    /// A descriptor the library no longer tracks is not closed again: whatever now has its number
+    /// survives. (Numbers from 900 up, which nothing else in the test process uses.)
+    @Test func aSecondCloseLeavesTheNumberAlone() throws {
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        #expect(devnull >= 0)
+        defer { close(devnull) }
+        let fd = Sys.trackedCreate { fcntl(devnull, F_DUPFD_CLOEXEC, 900) }
+        #expect(fd >= 900)
+        Sys.closeTracked(fd)
+        #expect(fcntl(fd, F_GETFD) < 0, "the first close closes")
+        // Someone else is given the same number …
+        let other = fcntl(devnull, F_DUPFD_CLOEXEC, fd)
+        defer { close(other) }
+        #expect(other == fd)
+        let before = Sys.refusedCloses
+        Sys.closeTracked(fd)
+        #expect(fcntl(other, F_GETFD) >= 0, "the other owner's descriptor was closed")
+        #expect(Sys.refusedCloses == before + 1)
+    }
+}

@@ -15,8 +15,13 @@ int prshim_fork_release(int fd);
 /* Tracks fd; only between prshim_fork_hold and prshim_fork_release. */
 int prshim_track_fd_locked(int fd);
 
-/* Forgets fd (call before closing it). Unknown fds are ignored. */
-void prshim_untrack_fd(int fd);
+/* Forgets fd and closes it, both under the table's lock, so that no other thread can be given
+ * the same number in between. A descriptor that is not in the table is NOT closed (returns -2):
+ * closing it again would close whatever now has that number — a socket of the host program's,
+ * say — so a double close in the library is refused and counted instead. */
+int prshim_close_tracked(int fd);
+/* How many closes prshim_close_tracked refused (double closes caught); for tests. */
+long prshim_refused_closes(void);
 
 /* How many times this process's ancestry forked since the library loaded: 0 in the original
  * process, incremented in each child. A plain memory read, unlike getpid() (a system call). */

@@ -144,12 +144,15 @@ enum Sys {
         return fd
     }
 
-    /// Closes a descriptor opened with one of the tracked calls.
+    /// Closes a descriptor opened with one of the tracked calls. A descriptor that is no longer
+    /// tracked (closed already) is left alone: its number may belong to someone else by now.
     static func closeTracked(_ fd: Int32) {
         guard fd >= 0 else { return }
-        prshim_untrack_fd(fd)
-        close(fd)
+        _ = prshim_close_tracked(fd)
     }
+
+    /// How many closes of descriptors no longer tracked were refused (double closes caught).
+    static var refusedCloses: Int { Int(prshim_refused_closes()) }
 
     /// Closes an untracked descriptor.
     static func closeFD(_ fd: Int32) {
