@@ -22,7 +22,7 @@ bin=$out/$what
 
 sources=$(find Sources/RegistryKit -name '*.swift' | sort)
 targets="fuzz/targets/Checks.swift"
-flags=(-parse-as-library -swift-version 6 -suppress-warnings -module-name RegistryKit -I "$out/shims")
+flags=(-parse-as-library -swift-version 6 -suppress-warnings -module-name RegistryKit -package-name peer_registry -I "$out/shims")
 if [ "$what" = replay ]; then
     targets="$targets fuzz/targets/parser.swift fuzz/targets/entry.swift fuzz/targets/cabi.swift"
 else

@@ -135,6 +135,20 @@ type conformanceRun struct {
 
 func (c *conformanceRun) open() (*Registry, error) { return Open(c.path) }
 
+// rawCall passes text to fn as it is (JSON the typed API could not express) and decodes the
+// library's answer into out.
+func rawCall(reg *Registry, fn func(*cRegistry, []byte) ([]byte, error), text string, out any) error {
+	var answer []byte
+	err := reg.call(func(h *cRegistry) (err error) {
+		answer, err = fn(h, append([]byte(text), 0))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(answer, out)
+}
+
 func (c *conformanceRun) step(s conformanceStep) (any, error) {
 	ctx := context.Background()
 	handle := s.Handle
@@ -149,16 +163,9 @@ func (c *conformanceRun) step(s conformanceStep) (any, error) {
 	switch s.Op {
 	case "register":
 		if s.JSON != nil {
-			var out []byte
-			err := reg.call(func(h *cRegistry) (err error) {
-				out, err = cRegister(h, append([]byte(*s.JSON), 0))
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
 			var v any
-			return v, json.Unmarshal(out, &v)
+			err := rawCall(reg, cRegister, *s.JSON, &v)
+			return v, err
 		}
 		var e Entry
 		if err := json.Unmarshal(s.Entry, &e); err != nil {
@@ -171,16 +178,9 @@ func (c *conformanceRun) step(s conformanceStep) (any, error) {
 		return asJSON(e), err
 	case "list":
 		if s.FilterJSON != nil {
-			var out []byte
-			err := reg.call(func(h *cRegistry) (err error) {
-				out, err = cList(h, append([]byte(*s.FilterJSON), 0))
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
 			var res ListResult
-			return res, json.Unmarshal(out, &res)
+			err := rawCall(reg, cList, *s.FilterJSON, &res)
+			return res, err
 		}
 		var f Filter
 		if len(s.Filter) > 0 {

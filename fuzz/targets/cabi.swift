@@ -67,8 +67,9 @@ private final class FuzzRegistry: @unchecked Sendable {
 
 nonisolated(unsafe) private var fuzzRegistry: FuzzRegistry?
 
-private let EINVAL_ = Int32(PEERREG_EINVAL), ENOTFOUND_ = Int32(PEERREG_ENOTFOUND), ELIMIT_ = Int32(PEERREG_ELIMIT)
-private let EAMBIGUOUS_ = Int32(PEERREG_EAMBIGUOUS), EEXISTS_ = Int32(PEERREG_EEXISTS)
+// The header's named enums import as Swift structs (peerreg_code); the functions return Int32.
+private let EINVAL_ = PEERREG_EINVAL.rawValue, ENOTFOUND_ = PEERREG_ENOTFOUND.rawValue, ELIMIT_ = PEERREG_ELIMIT.rawValue
+private let EAMBIGUOUS_ = PEERREG_EAMBIGUOUS.rawValue, EEXISTS_ = PEERREG_EEXISTS.rawValue
 
 /// Checks one call's result, error and output; returns the output as a Swift string (nil on failure).
 private func checkCall(_ name: String, _ rc: Int32, _ err: OpaquePointer?, _ out: UnsafeMutablePointer<CChar>?,

@@ -185,12 +185,16 @@ struct JSONParser {
         pos += n
     }
 
+    /// Objects and arrays deeper than `maxDepth` are a limit error, not a syntax error.
+    private func checkDepth(_ depth: Int) throws(JSONParseError) {
+        guard depth > maxDepth else { return }
+        var e = error("nesting deeper than \(maxDepth) levels")
+        e.isLimit = true
+        throw e
+    }
+
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        if depth > maxDepth {
-            var e = error("nesting deeper than \(maxDepth) levels")
-            e.isLimit = true
-            throw e
-        }
+        try checkDepth(depth)
         pos += 1
         var members: [JSONObject.Member] = []
         // Duplicate keys: a linear scan while the object is small (entries have ~15 keys), a set
@@ -204,8 +208,8 @@ struct JSONParser {
             let keyOffset = pos
             let key = try parseString()
             let duplicate: Bool
-            if seen != nil {
-                duplicate = !(seen!.insert(key).inserted)
+            if let inserted = seen?.insert(key).inserted {
+                duplicate = !inserted
             } else {
                 duplicate = members.contains { $0.key == key }
                 if members.count >= 32 { seen = Set(members.map(\.key) + [key]) }
@@ -226,11 +230,7 @@ struct JSONParser {
     }
 
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
-        if depth > maxDepth {
-            var e = error("nesting deeper than \(maxDepth) levels")
-            e.isLimit = true
-            throw e
-        }
+        try checkDepth(depth)
         pos += 1
         var items: [JSONValue] = []
         skipWhitespace()

@@ -22,7 +22,7 @@ HEADER_TEXT = HEADER.read_text()
 
 
 def header_codes() -> Dict[str, int]:
-    body = re.search(r"enum \{\s*PEERREG_OK.*?\};", HEADER_TEXT, re.S)
+    body = re.search(r"enum peerreg_code \{\s*PEERREG_OK.*?\} peerreg_code;", HEADER_TEXT, re.S)
     assert body, "result-code enum not found in the header"
     return {name: int(value) for name, value in re.findall(r"(PEERREG_\w+)\s*=\s*(-?\d+)", body.group(0))}
 
