@@ -92,8 +92,8 @@ final class Worker: @unchecked Sendable {
         try? stderrPipe.fileHandleForWriting.close()
         let out = stdoutPipe.fileHandleForReading.fileDescriptor
         let err = stderrPipe.fileHandleForReading.fileDescriptor
-        drain(out) { [lines] line in lines.withLock { $0.append(line) } }
-        drain(err) { [stderrText] line in stderrText.withLock { $0 += line + "\n" } }
+        drain(out) { [self] line in self.lines.withLock { $0.append(line) } }
+        drain(err) { [self] line in self.stderrText.withLock { $0 += line + "\n" } }
     }
 
     /// Reads `fd` on a dedicated thread until end of file, handing over each complete line.
