@@ -19,7 +19,7 @@ struct PeerRegistry: AsyncParsableCommand {
             3 exists, 4 corrupt registry, 5 I/O, 6 permission, 7 lock timeout, 8 ambiguous, \
             9 limit, 10 closed, 64 usage, 70 unexpected (docs/CLI.md).
             """,
-        version: "0.1.0",
+        version: "0.2.0",
         subcommands: [
             ListCommand.self, GetCommand.self, ResolveCommand.self, RegisterCommand.self,
             UnregisterCommand.self, HealthCommand.self, HeartbeatCommand.self, PruneCommand.self,

@@ -147,7 +147,7 @@ export interface LibraryNotFoundError extends Error {
 export function loadLibrary(path?: string): string;
 /** The real path of the loaded library, or null. */
 export function libraryPath(): string | null;
-/** The library's version, e.g. "0.1.0". */
+/** The library's version, e.g. "0.2.0". */
 export function version(): string;
 /** The library's version number: major*1000000 + minor*1000 + patch. */
 export function versionNumber(): number;

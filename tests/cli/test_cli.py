@@ -104,7 +104,7 @@ class HelpAndUsage(CLITestCase):
         for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:
             self.assertIn(f"  {name}", out)
         self.assertIn("--registry", self.ok("list", "--help", registry=False))
-        self.assertEqual(self.ok("--version", registry=False).strip(), "0.1.0")
+        self.assertEqual(self.ok("--version", registry=False).strip(), "0.2.0")
 
     def test_every_subcommand_accepts_registry(self):
         for name in ["list", "get", "resolve", "register", "unregister", "health", "heartbeat", "prune", "repair", "watch", "serve", "mcp"]:

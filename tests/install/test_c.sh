@@ -29,21 +29,21 @@ die() { echo "test_c.sh: FAILED: $*" >&2; exit 1; }
 step "make install PREFIX=$prefix"
 make --no-print-directory install PREFIX="$prefix" PEER_REGISTRY_CLI="$PEER_REGISTRY_CLI" >"$tmp/install.log" 2>&1 \
     || { cat "$tmp/install.log" >&2; die "make install"; }
-[ -f "$prefix/lib/libpeerregistry.so.0.1.0" ] || die "no lib/libpeerregistry.so.0.1.0"
-[ "$(readlink "$prefix/lib/libpeerregistry.so.0")" = libpeerregistry.so.0.1.0 ] || die "libpeerregistry.so.0 link"
+[ -f "$prefix/lib/libpeerregistry.so.0.2.0" ] || die "no lib/libpeerregistry.so.0.2.0"
+[ "$(readlink "$prefix/lib/libpeerregistry.so.0")" = libpeerregistry.so.0.2.0 ] || die "libpeerregistry.so.0 link"
 [ "$(readlink "$prefix/lib/libpeerregistry.so")" = libpeerregistry.so.0 ] || die "libpeerregistry.so link"
-readelf -d "$prefix/lib/libpeerregistry.so.0.1.0" | grep -q 'SONAME.*\[libpeerregistry.so.0\]' || die "SONAME"
+readelf -d "$prefix/lib/libpeerregistry.so.0.2.0" | grep -q 'SONAME.*\[libpeerregistry.so.0\]' || die "SONAME"
 cmp -s include/peer_registry.h "$prefix/include/peer_registry.h" || die "installed header differs"
 [ -x "$prefix/bin/peer-registry" ] || die "no bin/peer-registry"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion peerregistry)" = 0.1.0 ] || die "pkg-config --modversion"
+[ "$(pkg-config --modversion peerregistry)" = 0.2.0 ] || die "pkg-config --modversion"
 [ "$(pkg-config --variable=prefix peerregistry)" = "$prefix" ] || die "pkg-config prefix"
 grep -q "$root" "$prefix/lib/pkgconfig/peerregistry.pc" && die "the .pc file points into the repository"
 
 step "make install DESTDIR=$tmp/stage PREFIX=/opt/peer-registry (staging)"
 make --no-print-directory install DESTDIR="$tmp/stage" PREFIX=/opt/peer-registry PEER_REGISTRY_CLI="$PEER_REGISTRY_CLI" >"$tmp/stage.log" 2>&1 \
     || { cat "$tmp/stage.log" >&2; die "make install DESTDIR"; }
-[ -f "$tmp/stage/opt/peer-registry/lib/libpeerregistry.so.0.1.0" ] || die "DESTDIR: library not staged"
+[ -f "$tmp/stage/opt/peer-registry/lib/libpeerregistry.so.0.2.0" ] || die "DESTDIR: library not staged"
 grep -qx 'prefix=/opt/peer-registry' "$tmp/stage/opt/peer-registry/lib/pkgconfig/peerregistry.pc" || die "DESTDIR: .pc prefix"
 [ ! -e /opt/peer-registry ] || [ -n "$(ls -A /opt/peer-registry 2>/dev/null)" ] || die "DESTDIR: wrote to /opt"
 
@@ -56,7 +56,7 @@ ldd "$tmp/app/consumer" | grep -q "libpeerregistry.so.0 => $prefix/lib/libpeerre
 
 step "run it with an empty environment (no LD_LIBRARY_PATH, no PEER_REGISTRY_*)"
 (cd "$tmp/app" && env -i HOME="$HOME" PATH=/usr/bin:/bin ./consumer "$HOME/c-registry/servers.json" c-consumer) | tee "$tmp/consumer.out"
-for line in "library 0.1.0" "registered " "listed " "watch: added c-consumer" "watch: removed c-consumer" "unregistered c-consumer"; do
+for line in "library 0.2.0" "registered " "listed " "watch: added c-consumer" "watch: removed c-consumer" "unregistered c-consumer"; do
     grep -q "^$line" "$tmp/consumer.out" || die "consumer did not print '$line'"
 done
 
@@ -76,4 +76,4 @@ step "make uninstall PREFIX=$prefix"
 make --no-print-directory uninstall PREFIX="$prefix" >/dev/null
 left="$(find "$prefix" -type f -o -type l)"
 [ -z "$left" ] || die "make uninstall left: $left"
-echo "test_c: ok (library $(stat -c %s "$root/build/lib/libpeerregistry.so.0.1.0") bytes)"
+echo "test_c: ok (library $(stat -c %s "$root/build/lib/libpeerregistry.so.0.2.0") bytes)"
