@@ -26,6 +26,12 @@ export interface Health {
 export interface ServerEntry {
   id: string;
   url: string;
+  /** 'cluster': the cluster agent may publish it to other machines (absent: local). */
+  scope?: 'local' | 'cluster';
+  /** Only in cluster-scope results: the machine a remote entry lives on. */
+  node?: string;
+  /** Only in cluster-scope results: the remote entry's freshness is not vouched for right now. */
+  stale?: boolean;
   name?: string;
   port?: number;
   transport?: Transport;
@@ -52,6 +58,8 @@ export interface ListFilter {
   tool?: string;
   prompt?: string;
   resource?: string;
+  /** 'cluster': also the other machines' entries mirrored by `peer-registry agent` (each with `node`; docs/CLUSTER.md). */
+  scope?: 'local' | 'cluster';
 }
 
 export interface ProbeOptions {
