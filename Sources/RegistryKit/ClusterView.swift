@@ -81,7 +81,7 @@ public final class ClusterViewWriter: Sendable {
         self.agentFD = fd
         self.lockTimeoutMicros = options.lockTimeoutMicros
         // Continue from the generation of the view a previous agent left, so watchers keep order.
-        if let read = try? store.readBytes(), let top = try? read.bytes.withUnsafeBufferPointer({ b throws(JSONParseError) in try JSONParser.parse(b, maxDepth: 2) }),
+        if let read = try? store.readBytes(), let top = try? read.bytes.withUnsafeBufferPointer({ b throws(JSONParseError) in try JSONParser.parse(b, maxDepth: options.limits.maxDepth) }),
            case .object(let o) = top, let g = o["generation"]?.int64Value, g >= 0, g < RegistryDocument.maxGeneration {
             state.withLock { $0.generation = g }
         }

@@ -52,8 +52,14 @@ import Testing
         let first = try ClusterViewWriter(registryPath: dir.file)
         let second = expectError(.exists) { _ = try ClusterViewWriter(registryPath: dir.file) }
         #expect(second?.message.contains("pid \(getpid())") == true, "\(String(describing: second))")
+        try first.write(node: "here", etcd: .connected, revision: 1, servers: [remote("r", node: "B", tools: ["t"])])
+        try first.write(node: "here", etcd: .connected, revision: 2, servers: [remote("r", node: "B", tools: ["t"])])
         first.close()
+        // The next agent continues the view's generation, so watchers keep their order.
         let third = try ClusterViewWriter(registryPath: dir.file)
+        try third.write(node: "here", etcd: .connected, revision: 3, servers: [])
+        let text = try String(contentsOfFile: third.path, encoding: .utf8)
+        #expect(text.contains("\"generation\":3,"), "\(text)")
         third.close()
     }
 

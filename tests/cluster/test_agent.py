@@ -343,3 +343,35 @@ def test_graceful_stop_withdraws_at_once(world):
     wait_until(lambda: "A/bye" not in B.remote_keys(), TTL - 1, "A/bye withdrawn by the revoked lease")
     A.start_agent()
     A.unregister("bye")
+
+
+def test_serve_answers_with_cluster_scope(world):
+    import urllib.request
+    _, m = world
+    A, B = m["A"], m["B"]
+    A.register_static(entry("served", "http://10.1.2.3:8701/mcp", tools=["served-tool"]))
+    wait_until(lambda: "A/served" in B.remote_keys(), 10, "A/served on B")
+    serve = subprocess.Popen([CLI, "serve", "--port", "0", "--registry", B.registry], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = serve.stdout.readline().strip()  # http://127.0.0.1:PORT/?token=...
+        base, token = url.split("/?token=")
+        def get(path):
+            req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+        status, local = get("/servers")
+        assert status == 200 and local["servers"] == []
+        status, cluster = get("/servers?scope=cluster")
+        assert status == 200 and [(e["id"], e["node"]) for e in cluster["servers"]] == [("served", "A")]
+        assert get("/resolve?tool=served-tool")[0] == 404
+        status, resolved = get("/resolve?tool=served-tool&scope=cluster")
+        assert status == 200 and resolved["node"] == "A"
+        assert get("/servers?scope=galaxy")[0] == 400
+    finally:
+        serve.terminate()
+        serve.wait(timeout=20)
+        A.unregister("served")
