@@ -250,9 +250,13 @@ what differs on real machines). {n} registrations, interleaved with the floor.
 | A's agent SIGKILLed → its entry gone from B's view (lease TTL {ttl} s) | {', '.join(f'{s:.2f} s' for s in results['death']['seconds'])} | Consul deregisters a critical service after at least 60 s: {60 / max(results['death']['seconds']):.0f}x later |
 | etcd fully down, then back: every member healthy → {total} entries complete and fresh on both views | {', '.join(f'{s:.2f} s' for s in results['resync']['seconds'])} | |
 
-The death time is the lease TTL plus etcd's expiry sweep (it checks leases every 500 ms) plus
-the watch and the view write; a shorter `--lease-ttl` shortens it at the cost of more keepalives
-(one per TTL/3).
+The death time is what was left of the lease when the agent died — between TTL − TTL/3 and
+TTL, since the agent refreshes it every TTL/3 — plus etcd's expiry sweep (every 500 ms), the
+watch and the view write; a shorter `--lease-ttl` shortens it at the cost of more keepalives.
+"register → key in etcd" is counted from the moment `peer-registry register` returned (the
+entry durable in A's servers.json); the agent usually has the key in etcd by then, which is why
+its p50 is below the floor's. The machine's load average was {os.getloadavg()[0]:.1f} at the end
+of the run (2 cores): the p99s are dominated by scheduling delays.
 
 """
     print(section)
