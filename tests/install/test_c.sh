@@ -32,7 +32,9 @@ make --no-print-directory install PREFIX="$prefix" PEER_REGISTRY_CLI="$PEER_REGI
 [ -f "$prefix/lib/libpeerregistry.so.0.2.0" ] || die "no lib/libpeerregistry.so.0.2.0"
 [ "$(readlink "$prefix/lib/libpeerregistry.so.0")" = libpeerregistry.so.0.2.0 ] || die "libpeerregistry.so.0 link"
 [ "$(readlink "$prefix/lib/libpeerregistry.so")" = libpeerregistry.so.0 ] || die "libpeerregistry.so link"
-readelf -d "$prefix/lib/libpeerregistry.so.0.2.0" | grep -q 'SONAME.*\[libpeerregistry.so.0\]' || die "SONAME"
+# Here-strings, not pipes into grep -q: grep exits at the first match, and under pipefail the
+# writer's SIGPIPE would fail the check (it did, once, for ldd).
+grep -q 'SONAME.*\[libpeerregistry.so.0\]' <<<"$(readelf -d "$prefix/lib/libpeerregistry.so.0.2.0")" || die "SONAME"
 cmp -s include/peer_registry.h "$prefix/include/peer_registry.h" || die "installed header differs"
 [ -x "$prefix/bin/peer-registry" ] || die "no bin/peer-registry"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
@@ -51,7 +53,7 @@ step "cc consumer.c \$(pkg-config --cflags --libs peerregistry)"
 mkdir "$tmp/app"
 cp tests/install/consumer.c "$tmp/app/"
 (cd "$tmp/app" && cc -std=c11 -Wall -Wextra -Werror consumer.c $(pkg-config --cflags --libs peerregistry) -o consumer)
-ldd "$tmp/app/consumer" | grep -q "libpeerregistry.so.0 => $prefix/lib/libpeerregistry.so.0" \
+grep -q "libpeerregistry.so.0 => $prefix/lib/libpeerregistry.so.0" <<<"$(ldd "$tmp/app/consumer")" \
     || { ldd "$tmp/app/consumer" >&2; die "the program does not load the installed library"; }
 
 step "run it with an empty environment (no LD_LIBRARY_PATH, no PEER_REGISTRY_*)"
@@ -65,12 +67,12 @@ cli="$prefix/bin/peer-registry"
 run_cli() { env -i HOME="$HOME" PATH=/usr/bin:/bin "$cli" "$@"; }
 run_cli register --static --id cli-entry --url http://127.0.0.1:8932/mcp --tool cliTool --compact >/dev/null
 [ -f "$HOME/.peer-plan/servers.json" ] || die "the CLI did not write \$HOME/.peer-plan/servers.json"
-run_cli list --json | grep -q '"id":"cli-entry"' || die "peer-registry list does not show cli-entry"
+grep -q '"id":"cli-entry"' <<<"$(run_cli list --json)" || die "peer-registry list does not show cli-entry"
 [ "$(run_cli resolve tool cliTool --compact | grep -o '"id":"cli-entry"')" = '"id":"cli-entry"' ] || die "resolve tool cliTool"
 # The C program sees what the CLI wrote, in the same file.
 (cd "$tmp/app" && env -i HOME="$HOME" PATH=/usr/bin:/bin ./consumer "$HOME/.peer-plan/servers.json" c-beside-cli) >/dev/null
 run_cli unregister cli-entry >/dev/null
-run_cli list --json | grep -q '"id":"cli-entry"' && die "cli-entry still listed after unregister"
+grep -q '"id":"cli-entry"' <<<"$(run_cli list --json)" && die "cli-entry still listed after unregister"
 
 step "make uninstall PREFIX=$prefix"
 make --no-print-directory uninstall PREFIX="$prefix" >/dev/null
