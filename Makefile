@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift VERSION
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise test-agent bench-agent
 
 all: lib
 
@@ -86,7 +86,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
+test: test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-agent test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 ## The version: VERSION is the one source; every copy (header, Swift, package metadata) agrees
@@ -142,6 +142,24 @@ test-cli:
 test-supervise:
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh
+
+## peer-registry agent (docs/CLUSTER.md) on a real 3-member etcd cluster started on loopback
+## ports (installs etcd-server when missing): publish/withdraw, scope, loopback rewrite, SIGKILL of
+## an agent and of an etcd member, etcd fully down and back, 1,000 entries over 3 nodes.
+test-agent:
+	$(SWIFT) build --product peer-registry
+	$(SWIFT) build --product registry-crowd-worker
+	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" \
+		PEER_REGISTRY_WORKER="$$($(SWIFT) build --show-bin-path)/registry-crowd-worker" bash tests/cluster/run.sh
+
+## The cluster agent's timings (release build): register on A → visible on B (list and watch,
+## p50/p99), agent SIGKILL → gone elsewhere, resync after an etcd outage at 1,000 entries; writes
+## its section of docs/BENCHMARKS.md.
+bench-agent:
+	$(SWIFT) build -c release --product peer-registry
+	$(SWIFT) build -c release --product registry-crowd-worker
+	python3 benchmarks/cluster/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry" \
+		--worker "$$($(SWIFT) build -c release --show-bin-path)/registry-crowd-worker"
 
 ## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
 ## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.

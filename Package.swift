@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The core.
@@ -73,11 +74,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The cluster agent (docs/CLUSTER.md): etcd's v3 JSON gateway over AsyncHTTPClient.
+        .target(
+            name: "RegistryCluster",
+            dependencies: [
+                "RegistryKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The CLI.
         .executableTarget(
             name: "peer-registry",
             dependencies: [
-                "RegistryKit", "RegistryHTTP", "RegistryMCP", "RegistryServerPolicy", "RegistryGateway",
+                "RegistryKit", "RegistryHTTP", "RegistryMCP", "RegistryServerPolicy", "RegistryGateway", "RegistryCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

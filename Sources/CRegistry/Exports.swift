@@ -180,7 +180,37 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
     }
 }
 
+/// The same as `peerreg_resolve` with a scope (`PEERREG_SCOPE_CLUSTER`: other machines' entries too).
+@c @implementation public func peerreg_resolve_scoped(_ reg: OpaquePointer?, _ kind: Int32, _ name: CString?, _ scope: Int32, _ out: OutString?, _ err: OutError?) -> Int32 {
+    out?.pointee = nil
+    return call(err) { () throws(RegistryError) in
+        let out = try requireOut(out, "out_entry_json")
+        let r = try registry(reg)
+        guard let k = CapabilityKind(rawValue: kind) else {
+            throw RegistryError(.invalid, "kind \(kind) is not one of PEERREG_TOOL (1), PEERREG_RESOURCE (2), PEERREG_PROMPT (3)")
+        }
+        let s: EntryScope
+        switch scope {
+        case 0: s = .local
+        case 1: s = .cluster
+        default: throw RegistryError(.invalid, "scope \(scope) is not one of PEERREG_SCOPE_LOCAL (0), PEERREG_SCOPE_CLUSTER (1)")
+        }
+        try output(try r.resolve(k, try string(name, "name", limit: 4096), scope: s).jsonText, into: out)
+    }
+}
+
 // MARK: - Watching
+
+@c @implementation public func peerreg_watch_open_filtered(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ reg: OpaquePointer?, _ filterJSON: CString?, _ err: OutError?) -> Int32 {
+    out?.pointee = nil
+    return call(err) { () throws(RegistryError) in
+        let out = try requireOut(out, "out")
+        let r = try registry(reg)
+        let filter = filterJSON == nil ? ServerFilter() : try ServerFilter(jsonText: try string(filterJSON, "filter_json", limit: 65536))
+        let watch = try RegistryWatch(r, filter: filter)
+        out.pointee = Handles.watches.insert(watch)
+    }
+}
 
 @c @implementation public func peerreg_watch_open(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ reg: OpaquePointer?, _ err: OutError?) -> Int32 {
     out?.pointee = nil

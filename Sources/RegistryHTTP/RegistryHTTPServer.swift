@@ -165,8 +165,16 @@ public struct RegistryHTTPServer: Sendable {
             guard asked.count == 1, let (kind, name) = asked.first else {
                 return HTTPJSON.error(.badRequest, "give exactly one of ?tool=NAME, ?resource=URI, ?prompt=NAME", code: RegistryError.Code.invalid.name)
             }
+            // &scope=cluster: the other machines' servers too (docs/CLUSTER.md).
+            var scope = EntryScope.local
+            if let raw = query["scope"] {
+                guard let s = EntryScope(rawValue: String(raw).lowercased()) else {
+                    return HTTPJSON.error(.badRequest, "scope=\(raw.prefix(20)): use local or cluster", code: RegistryError.Code.invalid.name)
+                }
+                scope = s
+            }
             do throws(RegistryError) {
-                return HTTPJSON.response(.ok, EntrySecrets.redacted(try source.registry.resolve(kind, name)).jsonText)
+                return HTTPJSON.response(.ok, EntrySecrets.redacted(try source.registry.resolve(kind, name, scope: scope)).jsonText)
             } catch {
                 return HTTPJSON.error(error)
             }
@@ -269,7 +277,7 @@ enum LegacyRegistry {
 }
 
 extension ServerFilter {
-    /// `?healthy=true&status=DEGRADED&transport=http&tool=x&resource=uri&prompt=p`.
+    /// `?healthy=true&status=DEGRADED&transport=http&tool=x&resource=uri&prompt=p&scope=cluster`.
     /// - Throws: `.invalid` for an unknown parameter or a bad value.
     init(query: FlatDictionary<Substring, Substring>) throws(RegistryError) {
         self.init()
@@ -291,8 +299,11 @@ extension ServerFilter {
             case "tool": tool = v
             case "resource": resource = v
             case "prompt": prompt = v
+            case "scope":
+                guard let sc = EntryScope(rawValue: v.lowercased()) else { throw RegistryError(.invalid, "scope=\(v.prefix(20)): use local or cluster") }
+                scope = sc
             default:
-                throw RegistryError(.invalid, "unknown filter \"\(key.prefix(40))\" (known: healthy, status, transport, tool, resource, prompt)")
+                throw RegistryError(.invalid, "unknown filter \"\(key.prefix(40))\" (known: healthy, status, transport, tool, resource, prompt, scope)")
             }
         }
     }

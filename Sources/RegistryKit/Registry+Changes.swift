@@ -10,8 +10,9 @@ extension Registry {
     /// cancelled or stops iterating. Ends by throwing if the registry becomes unreadable
     /// (`.corrupt`, `.permission`) or the handle is closed.
     /// - Throws: the errors of `RegistryWatch.init` when the watch cannot be set up.
-    public func changes() throws(RegistryError) -> AsyncThrowingStream<RegistryEvent, any Error> {
-        let watch = try RegistryWatch(self)
+    /// With a `filter`, only what it lists is watched (`scope: .cluster`: the whole cluster).
+    public func changes(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> AsyncThrowingStream<RegistryEvent, any Error> {
+        let watch = try RegistryWatch(self, filter: filter)
         let (stream, continuation) = AsyncThrowingStream<RegistryEvent, any Error>.makeStream(bufferingPolicy: .unbounded)
         let pump = WatchPump(watch: watch, continuation: continuation)
         continuation.onTermination = { _ in pump.stop() }

@@ -40,6 +40,8 @@ public final class Registry: Sendable {
     public let path: String
     public let options: Options
     let store: RegistryStore
+    /// The other machines' entries, for calls with cluster scope (ClusterView.swift).
+    let clusterView: ClusterViewReader
     /// The process that opened the handle; in a forked child the handle is closed.
     let ownerPID: pid_t
     /// `prshim_fork_generation()` when opened: differs in a forked child (checked without a syscall).
@@ -82,6 +84,7 @@ public final class Registry: Sendable {
         self.path = resolved
         self.options = options
         self.store = try RegistryStore(path: resolved, limits: options.limits, readOnly: options.readOnly)
+        self.clusterView = ClusterViewReader(registryPath: resolved, limits: options.limits)
         self.ownerPID = getpid()
         self.forkGeneration = prshim_fork_generation()
     }
@@ -126,6 +129,7 @@ public final class Registry: Sendable {
                 s.owned = [:]
             }
         }
+        clusterView.close()
         store.close()
     }
 
@@ -187,8 +191,10 @@ public final class Registry: Sendable {
         return entry
     }
 
-    /// The live entries matching `filter`, in file order, with the file generation they come from.
-    /// Costs one `stat` plus one liveness check per matching entry.
+    /// The live entries matching `filter`, in file order, with the file generation they come from;
+    /// with `filter.scope == .cluster`, followed by the other machines' entries from the cluster
+    /// view (docs/CLUSTER.md; `.corrupt` if that view does not parse).
+    /// Costs one `stat` plus one liveness check per matching entry (and one `stat` of the view).
     public func list(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> RegistryListing {
         try enter()
         defer { leave() }
@@ -204,7 +210,8 @@ public final class Registry: Sendable {
             snap = encoded
         }
         let judge = judge()
-        let servers = snap.document.servers.filter { filter.matches($0) && judge.isAlive($0) }
+        var servers = snap.document.servers.filter { filter.matches($0) && judge.isAlive($0) }
+        if filter.scope == .cluster { servers += try clusterView.snapshot().document.servers.filter(filter.matches) }
         return RegistryListing(generation: snap.document.generation, servers: servers)
     }
 

@@ -55,6 +55,9 @@ public final class RegistryWatch: Sendable {
     public static let pollingInterval: Int64 = 250  // milliseconds
 
     private let registry: Registry
+    /// What the watch reports: the live entries this filter lists (`scope: .cluster` adds the
+    /// other machines' entries, keyed by `node/id`).
+    public let filter: ServerFilter
     private let epollFD: Int32
     private let inotifyFD: Int32
     private let timerFD: Int32
@@ -75,9 +78,12 @@ public final class RegistryWatch: Sendable {
     public let isPolling: Bool
 
     /// Starts watching; the current live entries are the baseline (the first event is a change,
-    /// not a replay).
+    /// not a replay). With a `filter`, only the entries it lists are watched: an entry that
+    /// stops matching is `removed`; `scope: .cluster` includes the cluster view (whose changes
+    /// are renames in the same directory, so they wake the watch like the registry's own).
     /// - Throws: `.io` when epoll or the timer cannot be created; the read errors of `list`.
-    public init(_ registry: Registry) throws(RegistryError) {
+    public init(_ registry: Registry, filter: ServerFilter = ServerFilter()) throws(RegistryError) {
+        self.filter = filter
         try registry.checkUsable()
         // A handle of its own on the same file: the watch outlives the caller's handle, and its
         // reads never contend with the caller's.
@@ -120,10 +126,10 @@ public final class RegistryWatch: Sendable {
         self.isPolling = ifd < 0
         for fd in [tfd, ifd, wake.read] where fd >= 0 { _ = Sys.epollAdd(ep, fd, path: registry.path) }
         do throws(RegistryError) {
-            let listing = try self.registry.list()
+            let listing = try self.registry.list(filter)
             baseline.withLock { b in
-                for e in listing.servers { b.byID[e.id] = e }
-                b.order = listing.servers.map(\.id)
+                for e in listing.servers { b.byID[e.clusterKey] = e }
+                b.order = listing.servers.map(\.clusterKey)
             }
         } catch {
             // Every stored property is set, so deinit runs after this throw: mark the watch
@@ -207,13 +213,13 @@ public final class RegistryWatch: Sendable {
 
     /// The difference between the baseline and the live entries now; nil when there is none.
     private func diff(_ baseline: inout Baseline) throws(RegistryError) -> RegistryEvent? {
-        let listing = try registry.list()
+        let listing = try registry.list(filter)
         var event = RegistryEvent(generation: listing.generation, added: [], removed: [], changed: [])
         var current: [String: ServerEntry] = [:]
         current.reserveCapacity(listing.servers.count)
         for e in listing.servers {
-            current[e.id] = e
-            if let old = baseline.byID[e.id] {
+            current[e.clusterKey] = e
+            if let old = baseline.byID[e.clusterKey] {
                 if old != e { event.changed.append(e) }
             } else {
                 event.added.append(e)
@@ -224,7 +230,7 @@ public final class RegistryWatch: Sendable {
         }
         guard !event.isEmpty else { return nil }
         baseline.byID = current
-        baseline.order = listing.servers.map(\.id)
+        baseline.order = listing.servers.map(\.clusterKey)
         return event
     }
 
@@ -233,7 +239,7 @@ public final class RegistryWatch: Sendable {
     private func armTimer(_ baseline: Baseline) {
         var next: Int64? = isPolling ? RegistryWatch.pollingInterval : nil
         let now = Timestamp.nowMillis()
-        for e in baseline.byID.values {
+        for e in baseline.byID.values where e.node == nil {  // remote entries are not judged here
             switch e.liveness {
             case .ttl:
                 if let seen = (e.lastSeen ?? e.startedAt).flatMap(Timestamp.parse) {

@@ -98,6 +98,7 @@ extension ServerEntry {
         if source == .file { self.keyOrder = KeyOrder(keys: object.keys) }
         if source == .input, !extra.isEmpty {
             try ServerEntry.checkStrings(in: .object(extra), field: "metadata", limits: limits)
+            try ServerEntry.validateClusterFields(extra)
         }
         if let metadata { try ServerEntry.checkStrings(in: metadata, field: "metadata", limits: limits) }
     }

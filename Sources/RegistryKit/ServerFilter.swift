@@ -11,18 +11,24 @@ public struct ServerFilter: Sendable, Hashable {
     public var resource: String?
     /// Only entries declaring this prompt.
     public var prompt: String?
+    /// Where to look: nil or `.local`, this machine's registry; `.cluster`, also the other
+    /// machines' entries mirrored by the cluster agent (each carrying `node`), after the local
+    /// ones (docs/CLUSTER.md).
+    public var scope: EntryScope?
 
     public init(healthy: Bool? = nil, status: HealthStatus? = nil, transport: Transport? = nil,
-                tool: String? = nil, resource: String? = nil, prompt: String? = nil) {
+                tool: String? = nil, resource: String? = nil, prompt: String? = nil, scope: EntryScope? = nil) {
         self.healthy = healthy
         self.status = status
         self.transport = transport
         self.tool = tool
         self.resource = resource
         self.prompt = prompt
+        self.scope = scope
     }
 
-    /// Parses the C ABI's filter object (`{"healthy":true,"transport":"http","tool":"x"}`).
+    /// Parses the C ABI's filter object (`{"healthy":true,"transport":"http","tool":"x"}`,
+    /// `"scope":"cluster"` to include the other machines' entries).
     /// - Throws: `.invalid` for unknown keys or wrong types.
     public init(jsonText: String, limits: RegistryLimits = .default) throws(RegistryError) {
         guard case .object(let o) = try JSONValue.parse(jsonText, limits: limits) else {
@@ -42,10 +48,13 @@ public struct ServerFilter: Sendable, Hashable {
             case ("tool", .string(let s)): tool = s
             case ("resource", .string(let s)): resource = s
             case ("prompt", .string(let s)): prompt = s
-            case ("healthy", _), ("status", _), ("transport", _), ("tool", _), ("resource", _), ("prompt", _):
+            case ("scope", .string(let s)):
+                guard let sc = EntryScope(rawValue: s) else { throw RegistryError(.invalid, "filter \"scope\": must be local or cluster") }
+                scope = sc
+            case ("healthy", _), ("status", _), ("transport", _), ("tool", _), ("resource", _), ("prompt", _), ("scope", _):
                 throw RegistryError(.invalid, "filter \"\(m.key)\": wrong type")
             default:
-                throw RegistryError(.invalid, "unknown filter key \"\(m.key.prefix(64))\" (known: healthy, status, transport, tool, resource, prompt)")
+                throw RegistryError(.invalid, "unknown filter key \"\(m.key.prefix(64))\" (known: healthy, status, transport, tool, resource, prompt, scope)")
             }
         }
     }

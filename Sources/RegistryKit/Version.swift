@@ -3,8 +3,8 @@
 /// The C ABI reports it (`peerreg_version`), the CLI prints it, the servers and the prober
 /// announce it. `package`: shared by this package's modules, not RegistryKit's public API.
 package enum PeerRegistryVersion {
-    package static let string: StaticString = "0.1.0"
+    package static let string: StaticString = "0.2.0"
     /// major * 1000000 + minor * 1000 + patch, as PEERREG_VERSION_NUMBER.
-    package static let number: Int32 = 1000
+    package static let number: Int32 = 2000
     package static var text: String { string.description }
 }

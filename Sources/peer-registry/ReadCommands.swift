@@ -30,6 +30,8 @@ struct ListCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only servers declaring this prompt.", valueName: "name"))
     var prompt: String?
 
+    @OptionGroup var scope: ScopeOptions
+
     @OptionGroup var secrets: SecretOptions
 
     func validate() throws {
@@ -37,7 +39,7 @@ struct ListCommand: ParsableCommand {
     }
 
     func filter() throws(ValidationError) -> ServerFilter {
-        var filter = ServerFilter(tool: tool, resource: resource, prompt: prompt)
+        var filter = ServerFilter(tool: tool, resource: resource, prompt: prompt, scope: scope.scope)
         if healthy { filter.healthy = true }
         if let status {
             guard let s = HealthStatus(name: status) else { throw ValidationError("--status \(status): use HEALTHY, DEGRADED, DOWN or UNKNOWN") }
@@ -62,12 +64,13 @@ struct ListCommand: ParsableCommand {
             return
         }
         let supervised = listing.servers.contains { $0.supervisorLabel != nil }
-        var rows = [["ID", "TRANSPORT", "URL", "HEALTH", "LIVENESS", "PID", "TOOLS"] + (supervised ? ["SUPERVISOR"] : [])]
+        let cluster = scope.scope == .cluster
+        var rows = [["ID", "TRANSPORT", "URL", "HEALTH", "LIVENESS", "PID", "TOOLS"] + (cluster ? ["NODE"] : []) + (supervised ? ["SUPERVISOR"] : [])]
         for e in listing.servers {
             rows.append([
                 e.id, e.transport?.rawValue ?? "-", Output.printable(e.url ?? "-"), e.healthLabel, e.livenessLabel,
                 e.pid.map(String.init) ?? "-", String(e.capabilities.tools.count),
-            ] + (supervised ? [Output.printable(e.supervisorLabel ?? "-")] : []))
+            ] + (cluster ? [(e.node ?? "(local)") + (e.isStale ? " stale" : "")] : []) + (supervised ? [Output.printable(e.supervisorLabel ?? "-")] : []))
         }
         Output.line(Output.table(rows))
     }
@@ -98,7 +101,8 @@ struct ResolveCommand: ParsableCommand {
         discussion: """
             Tools and prompts may be qualified as <server>.<name>. A resource resolves to the \
             longest declared prefix. Exit 2 when nothing handles it, 8 when several equally \
-            healthy servers do (the message lists them).
+            healthy servers do (the message lists them). With --scope cluster, other machines' \
+            servers (mirrored by `peer-registry agent`) are candidates too; a local one wins a tie.
             """)
 
     enum Kind: String, ExpressibleByArgument, CaseIterable {
@@ -121,10 +125,12 @@ struct ResolveCommand: ParsableCommand {
     @Argument(help: "The tool or prompt name, or the resource URI.")
     var name: String
 
+    @OptionGroup var scope: ScopeOptions
+
     @OptionGroup var secrets: SecretOptions
 
     func run() throws {
-        let entry = try options.openReadOnly().resolve(kind.capability, name)
+        let entry = try options.openReadOnly().resolve(kind.capability, name, scope: scope.scope)
         style.print(.object(entry.printedJSON(showSecrets: secrets.showSecrets)))
     }
 }

@@ -40,3 +40,13 @@ struct SecretOptions: ParsableArguments {
     @Flag(name: .customLong("show-secrets"), help: "Also print the entries' secret fields (headers); they are left out otherwise.")
     var showSecrets = false
 }
+
+/// `--scope local|cluster` for list, resolve and watch (docs/CLUSTER.md).
+struct ScopeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "local: this machine's registry (default); cluster: also the other machines' servers that `peer-registry agent` mirrors (each with its node).",
+        valueName: "scope"))
+    var scope: EntryScope = .local
+}
+
+extension EntryScope: ExpressibleByArgument {}

@@ -26,6 +26,8 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Exit after this many events (the --initial one not counted).", valueName: "n"))
     var count: Int?
 
+    @OptionGroup var scope: ScopeOptions
+
     @OptionGroup var secrets: SecretOptions
 
     func validate() throws {
@@ -35,8 +37,9 @@ struct WatchCommand: AsyncParsableCommand {
     func run() async throws {
         let registry = try options.open()
         // Watch first, then read: a change in between shows up in both, never in neither.
-        let changes = try registry.changes()
-        let now = try registry.list()
+        let filter = ServerFilter(scope: scope.scope)
+        let changes = try registry.changes(filter)
+        let now = try registry.list(filter)
         if initial {
             emit(RegistryEvent(generation: now.generation, added: now.servers), initial: true)
         }
@@ -52,6 +55,8 @@ struct WatchCommand: AsyncParsableCommand {
     /// One event: as RegistryEvent.jsonText (entries without their secrets unless asked), or as
     /// lines for a person.
     private func emit(_ event: RegistryEvent, initial: Bool) {
+        // With --scope cluster a remote entry is named node/id (ids have no slash).
+        func name(_ e: ServerEntry) -> String { e.clusterKey + (e.isStale ? " (stale)" : "") }
         if json {
             let shown = secrets.showSecrets ? event : RegistryEvent(
                 generation: event.generation, added: EntrySecrets.redacted(event.added),
@@ -66,14 +71,14 @@ struct WatchCommand: AsyncParsableCommand {
         // Everything but the id (validated) comes from other processes: shown escaped, so it
         // cannot move the cursor, forge a line or reverse the text after it.
         for e in added {
-            lines.append("\(time)  gen \(generation)  \(initial ? "=" : "+") \(e.id)  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)  \(e.livenessLabel)")
+            lines.append("\(time)  gen \(generation)  \(initial ? "=" : "+") \(name(e))  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)  \(e.livenessLabel)")
         }
         for e in changed {
             let message = e.health.message.map { " \"\(Output.printable($0))\"" } ?? ""
-            lines.append("\(time)  gen \(generation)  ~ \(e.id)  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)\(message)")
+            lines.append("\(time)  gen \(generation)  ~ \(name(e))  \(Output.printable(e.url ?? "-"))  \(e.healthLabel)\(message)")
         }
         for e in removed {
-            lines.append("\(time)  gen \(generation)  - \(e.id)")
+            lines.append("\(time)  gen \(generation)  - \(name(e))")
         }
         Output.line(lines.joined(separator: "\n"))
     }

@@ -7,6 +7,8 @@
 //       its leases until stdin closes.
 //   registry-crowd-worker hold <registry> <entry-json>
 //       registers the entry, prints "ACK <id>", and holds it until stdin closes or it is killed.
+//   registry-crowd-worker hold-many <registry> <json-array-file>
+//       registers every entry of the array, prints "ACK <n>", holds them until stdin closes.
 //   registry-crowd-worker write-loop <registry> <id>
 //       registers and unregisters <id> in a loop until killed (for crash tests).
 #if canImport(Glibc)
@@ -43,7 +45,7 @@ if args.count == 2, args[1] == "default-path" {
     }
     exit(0)
 }
-guard args.count >= 3 else { fail("usage: crowd|hold|write-loop <registry> ... | default-path") }
+guard args.count >= 3 else { fail("usage: crowd|hold|hold-many|write-loop <registry> ... | default-path") }
 let registry: Registry
 do {
     registry = try Registry(path: args[2])
@@ -83,6 +85,29 @@ case "hold":
         emit("ACK \(stored.id)")
     } catch {
         fail("register: \(error)")
+    }
+    waitForStdinToClose()
+    registry.close()
+case "hold-many":
+    // Registers each entry of a JSON array (one lease each), prints "ACK <n>", holds them until
+    // stdin closes or it is killed (the cluster agent tests: many entries, one owner to kill).
+    guard args.count == 4 else { fail("usage: hold-many <registry> <json-array-file>") }
+    do {
+        let fd = open(args[3], O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { fail("cannot open \(args[3])") }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        close(fd)
+        guard case .array(let items) = try JSONValue.parse(String(decoding: bytes, as: UTF8.self)) else { fail("not a JSON array") }
+        for item in items { try registry.register(json: item.jsonText) }
+        emit("ACK \(items.count)")
+    } catch {
+        fail("hold-many: \(error)")
     }
     waitForStdinToClose()
     registry.close()

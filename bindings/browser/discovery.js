@@ -288,7 +288,7 @@ export function probeWebSocket(url, timeoutMs = DEFAULT_TIMEOUT_MS) {
     socket.onopen = () => {
       socket.send(JSON.stringify({
         jsonrpc: '2.0', id, method: 'initialize',
-        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'peer-registry discovery.js', version: '0.1.0' } },
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'peer-registry discovery.js', version: '0.2.0' } },
       }));
     };
     socket.onmessage = (event) => {

@@ -262,6 +262,10 @@ type Filter struct {
 	Prompt    string       `json:"prompt,omitempty"`
 	// Resource keeps entries declaring a resource prefix of (or equal to) this URI.
 	Resource string `json:"resource,omitempty"`
+	// Scope "cluster" adds the other machines' entries mirrored by `peer-registry agent`
+	// (library 0.2.0; each carries "node" in Extra; docs/CLUSTER.md). "" or "local": this
+	// machine only.
+	Scope string `json:"scope,omitempty"`
 }
 
 // ListResult is a snapshot of the live entries.

@@ -16,8 +16,8 @@ const LibraryEnv = "PEER_REGISTRY_LIB"
 // package was built against. The loaded library must have the same major version and at
 // least the same minor version.
 const (
-	HeaderVersion       = "0.1.0"
-	HeaderVersionNumber = 1000
+	HeaderVersion       = "0.2.0"
+	HeaderVersionNumber = 2000
 )
 
 // systemLibrary is the library's SONAME, resolved by the system loader's search path.
@@ -209,7 +209,7 @@ func versionString(n int) string {
 	return fmt.Sprintf("%d.%d.%d", n/1000000, n/1000%1000, n%1000)
 }
 
-// Version returns the loaded library's version string, e.g. "0.1.0", loading it if needed.
+// Version returns the loaded library's version string, e.g. "0.2.0", loading it if needed.
 func Version() (string, error) {
 	if err := ensureLoaded(""); err != nil {
 		return "", err

@@ -26,6 +26,12 @@ export interface Health {
 export interface ServerEntry {
   id: string;
   url: string;
+  /** 'cluster': the cluster agent may publish it to other machines (absent: local). */
+  scope?: 'local' | 'cluster';
+  /** Only in cluster-scope results: the machine a remote entry lives on. */
+  node?: string;
+  /** Only in cluster-scope results: the remote entry's freshness is not vouched for right now. */
+  stale?: boolean;
   name?: string;
   port?: number;
   transport?: Transport;
@@ -52,6 +58,8 @@ export interface ListFilter {
   tool?: string;
   prompt?: string;
   resource?: string;
+  /** 'cluster': also the other machines' entries mirrored by `peer-registry agent` (each with `node`; docs/CLUSTER.md). */
+  scope?: 'local' | 'cluster';
 }
 
 export interface ProbeOptions {
@@ -147,7 +155,7 @@ export interface LibraryNotFoundError extends Error {
 export function loadLibrary(path?: string): string;
 /** The real path of the loaded library, or null. */
 export function libraryPath(): string | null;
-/** The library's version, e.g. "0.1.0". */
+/** The library's version, e.g. "0.2.0". */
 export function version(): string;
 /** The library's version number: major*1000000 + minor*1000 + patch. */
 export function versionNumber(): number;

@@ -136,7 +136,7 @@ function libraryPath() {
   return native.libraryPath();
 }
 
-/** The library's version string, e.g. "0.1.0" (loads the library if needed). */
+/** The library's version string, e.g. "0.2.0" (loads the library if needed). */
 function version() {
   loadLibrary();
   return native.version();

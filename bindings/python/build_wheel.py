@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the platform wheel of the Python binding with libpeerregistry inside it.
 
-    python3 bindings/python/build_wheel.py build/lib/libpeerregistry.so.0.1.0 build/dist
+    python3 bindings/python/build_wheel.py build/lib/libpeerregistry.so.0.2.0 build/dist
 
 writes ``build/dist/peer_registry-<version>-py3-none-linux_<arch>.whl``: the package from
 ``src/peer_registry`` plus the library as ``peer_registry/libpeerregistry.so.0``, which the

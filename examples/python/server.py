@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An MCP server built with the official MCP Python SDK that announces itself in the registry.
 
-    pip install 'peer_registry-0.1.0-py3-none-linux_x86_64.whl[mcp]'   # or: pip install mcp
+    pip install 'peer_registry-0.2.0-py3-none-linux_x86_64.whl[mcp]'   # or: pip install mcp
     python3 examples/python/server.py [ID]
 
 An ``MCPServer`` with two tools, a resource and a prompt, served over streamable HTTP by

@@ -776,6 +776,76 @@ static void test_churn(void) {
     passed++;
 }
 
+/* 0.2.0: cluster scope (docs/CLUSTER.md). The view beside the registry is written by hand in
+ * its documented format; no agent holds the agent lock, so remote entries are stale. */
+static void test_cluster_scope(void) {
+    char dir[600], path[700], view[700];
+    snprintf(dir, sizeof dir, "%s/cluster", scratch);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/servers.json", dir);
+    snprintf(view, sizeof view, "%s/servers.cluster.json", dir);
+    peerreg_registry *r = NULL;
+    peerreg_error *e = NULL;
+    char *out = NULL;
+    int rc = peerreg_open(&r, path, &e);
+    CHECK(rc == PEERREG_OK, "open: %d", rc);
+    rc = peerreg_register(r, "{\"id\":\"here\",\"url\":\"http://127.0.0.1:1/mcp\",\"liveness\":\"none\",\"scope\":\"cluster\","
+                             "\"capabilities\":{\"tools\":[\"both\"]}}", NULL, &e);
+    CHECK(rc == PEERREG_OK, "register scope cluster: %d", rc);
+    rc = peerreg_register(r, "{\"id\":\"bad\",\"url\":\"http://127.0.0.1:1/mcp\",\"scope\":\"planet\"}", NULL, &e);
+    CHECK(rc == PEERREG_EINVAL && e != NULL, "bad scope: %d", rc);
+    peerreg_error_free(e);
+    e = NULL;
+    peerreg_watch *w = NULL;
+    rc = peerreg_watch_open_filtered(&w, r, "{\"scope\":\"cluster\"}", &e);
+    CHECK(rc == PEERREG_OK && w != NULL, "watch_open_filtered: %d", rc);
+    FILE *f = fopen(view, "w");
+    if (f) {
+        fputs("{\"version\":1,\"generation\":1,\"node\":\"me\",\"etcd\":\"connected\",\"revision\":3,\"servers\":[\n"
+              "{\"id\":\"far\",\"node\":\"B\",\"url\":\"http://10.0.0.2:1/mcp\",\"liveness\":\"none\",\"capabilities\":{\"tools\":[\"both\",\"far-only\"]}}\n]}\n", f);
+        fclose(f);
+    }
+    chmod(view, 0600);
+    rc = peerreg_watch_next(w, 5000, &out, &e);
+    CHECK(rc == PEERREG_OK && contains(out, "\"far\"") && contains(out, "\"node\":\"B\""), "cluster watch event: %d %s", rc, out ? out : "");
+    peerreg_free(out);
+    out = NULL;
+    peerreg_watch_close(w);
+    rc = peerreg_list(r, NULL, &out, &e);
+    CHECK(rc == PEERREG_OK && !contains(out, "\"far\""), "local list: %s", out ? out : "");
+    peerreg_free(out);
+    rc = peerreg_list(r, "{\"scope\":\"cluster\"}", &out, &e);
+    CHECK(rc == PEERREG_OK && contains(out, "\"far\"") && contains(out, "\"stale\":true"), "cluster list: %s", out ? out : "");
+    peerreg_free(out);
+    rc = peerreg_resolve_scoped(r, PEERREG_TOOL, "far-only", PEERREG_SCOPE_CLUSTER, &out, &e);
+    CHECK(rc == PEERREG_OK && contains(out, "\"node\":\"B\""), "resolve_scoped remote: %d", rc);
+    peerreg_free(out);
+    rc = peerreg_resolve_scoped(r, PEERREG_TOOL, "both", PEERREG_SCOPE_CLUSTER, &out, &e);
+    CHECK(rc == PEERREG_OK && contains(out, "\"here\""), "resolve_scoped prefers local: %d", rc);
+    peerreg_free(out);
+    out = NULL;
+    rc = peerreg_resolve_scoped(r, PEERREG_TOOL, "far-only", PEERREG_SCOPE_LOCAL, &out, &e);
+    CHECK(rc == PEERREG_ENOTFOUND && out == NULL, "resolve_scoped local: %d", rc);
+    peerreg_error_free(e);
+    e = NULL;
+    rc = peerreg_resolve_scoped(r, PEERREG_TOOL, "both", 7, &out, &e);
+    CHECK(rc == PEERREG_EINVAL && out == NULL && e != NULL, "bad scope: %d", rc);
+    peerreg_error_free(e);
+    e = NULL;
+    rc = peerreg_watch_open_filtered(&w, r, "{\"scope\":\"galaxy\"}", &e);
+    CHECK(rc == PEERREG_EINVAL && w == NULL, "bad watch filter: %d", rc);
+    peerreg_error_free(e);
+    e = NULL;
+    rc = peerreg_watch_open_filtered(&w, r, NULL, &e);
+    CHECK(rc == PEERREG_OK && w != NULL, "NULL filter: %d", rc);
+    peerreg_watch_close(w);
+    rc = peerreg_watch_open_filtered(NULL, r, NULL, &e);
+    CHECK(rc == PEERREG_EINVAL, "NULL out: %d", rc);
+    peerreg_error_free(e);
+    e = NULL;
+    peerreg_close(r);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s <scratch-dir>\n", argv[0]);
@@ -795,6 +865,7 @@ int main(int argc, char **argv) {
     test_fork();
     test_probe();
     test_churn();
+    test_cluster_scope();
     printf("c abi: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

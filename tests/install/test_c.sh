@@ -29,21 +29,23 @@ die() { echo "test_c.sh: FAILED: $*" >&2; exit 1; }
 step "make install PREFIX=$prefix"
 make --no-print-directory install PREFIX="$prefix" PEER_REGISTRY_CLI="$PEER_REGISTRY_CLI" >"$tmp/install.log" 2>&1 \
     || { cat "$tmp/install.log" >&2; die "make install"; }
-[ -f "$prefix/lib/libpeerregistry.so.0.1.0" ] || die "no lib/libpeerregistry.so.0.1.0"
-[ "$(readlink "$prefix/lib/libpeerregistry.so.0")" = libpeerregistry.so.0.1.0 ] || die "libpeerregistry.so.0 link"
+[ -f "$prefix/lib/libpeerregistry.so.0.2.0" ] || die "no lib/libpeerregistry.so.0.2.0"
+[ "$(readlink "$prefix/lib/libpeerregistry.so.0")" = libpeerregistry.so.0.2.0 ] || die "libpeerregistry.so.0 link"
 [ "$(readlink "$prefix/lib/libpeerregistry.so")" = libpeerregistry.so.0 ] || die "libpeerregistry.so link"
-readelf -d "$prefix/lib/libpeerregistry.so.0.1.0" | grep -q 'SONAME.*\[libpeerregistry.so.0\]' || die "SONAME"
+# Here-strings, not pipes into grep -q: grep exits at the first match, and under pipefail the
+# writer's SIGPIPE would fail the check (it did, once, for ldd).
+grep -q 'SONAME.*\[libpeerregistry.so.0\]' <<<"$(readelf -d "$prefix/lib/libpeerregistry.so.0.2.0")" || die "SONAME"
 cmp -s include/peer_registry.h "$prefix/include/peer_registry.h" || die "installed header differs"
 [ -x "$prefix/bin/peer-registry" ] || die "no bin/peer-registry"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-[ "$(pkg-config --modversion peerregistry)" = 0.1.0 ] || die "pkg-config --modversion"
+[ "$(pkg-config --modversion peerregistry)" = 0.2.0 ] || die "pkg-config --modversion"
 [ "$(pkg-config --variable=prefix peerregistry)" = "$prefix" ] || die "pkg-config prefix"
 grep -q "$root" "$prefix/lib/pkgconfig/peerregistry.pc" && die "the .pc file points into the repository"
 
 step "make install DESTDIR=$tmp/stage PREFIX=/opt/peer-registry (staging)"
 make --no-print-directory install DESTDIR="$tmp/stage" PREFIX=/opt/peer-registry PEER_REGISTRY_CLI="$PEER_REGISTRY_CLI" >"$tmp/stage.log" 2>&1 \
     || { cat "$tmp/stage.log" >&2; die "make install DESTDIR"; }
-[ -f "$tmp/stage/opt/peer-registry/lib/libpeerregistry.so.0.1.0" ] || die "DESTDIR: library not staged"
+[ -f "$tmp/stage/opt/peer-registry/lib/libpeerregistry.so.0.2.0" ] || die "DESTDIR: library not staged"
 grep -qx 'prefix=/opt/peer-registry' "$tmp/stage/opt/peer-registry/lib/pkgconfig/peerregistry.pc" || die "DESTDIR: .pc prefix"
 [ ! -e /opt/peer-registry ] || [ -n "$(ls -A /opt/peer-registry 2>/dev/null)" ] || die "DESTDIR: wrote to /opt"
 
@@ -51,12 +53,12 @@ step "cc consumer.c \$(pkg-config --cflags --libs peerregistry)"
 mkdir "$tmp/app"
 cp tests/install/consumer.c "$tmp/app/"
 (cd "$tmp/app" && cc -std=c11 -Wall -Wextra -Werror consumer.c $(pkg-config --cflags --libs peerregistry) -o consumer)
-ldd "$tmp/app/consumer" | grep -q "libpeerregistry.so.0 => $prefix/lib/libpeerregistry.so.0" \
+grep -q "libpeerregistry.so.0 => $prefix/lib/libpeerregistry.so.0" <<<"$(ldd "$tmp/app/consumer")" \
     || { ldd "$tmp/app/consumer" >&2; die "the program does not load the installed library"; }
 
 step "run it with an empty environment (no LD_LIBRARY_PATH, no PEER_REGISTRY_*)"
 (cd "$tmp/app" && env -i HOME="$HOME" PATH=/usr/bin:/bin ./consumer "$HOME/c-registry/servers.json" c-consumer) | tee "$tmp/consumer.out"
-for line in "library 0.1.0" "registered " "listed " "watch: added c-consumer" "watch: removed c-consumer" "unregistered c-consumer"; do
+for line in "library 0.2.0" "registered " "listed " "watch: added c-consumer" "watch: removed c-consumer" "unregistered c-consumer"; do
     grep -q "^$line" "$tmp/consumer.out" || die "consumer did not print '$line'"
 done
 
@@ -65,15 +67,15 @@ cli="$prefix/bin/peer-registry"
 run_cli() { env -i HOME="$HOME" PATH=/usr/bin:/bin "$cli" "$@"; }
 run_cli register --static --id cli-entry --url http://127.0.0.1:8932/mcp --tool cliTool --compact >/dev/null
 [ -f "$HOME/.peer-plan/servers.json" ] || die "the CLI did not write \$HOME/.peer-plan/servers.json"
-run_cli list --json | grep -q '"id":"cli-entry"' || die "peer-registry list does not show cli-entry"
+grep -q '"id":"cli-entry"' <<<"$(run_cli list --json)" || die "peer-registry list does not show cli-entry"
 [ "$(run_cli resolve tool cliTool --compact | grep -o '"id":"cli-entry"')" = '"id":"cli-entry"' ] || die "resolve tool cliTool"
 # The C program sees what the CLI wrote, in the same file.
 (cd "$tmp/app" && env -i HOME="$HOME" PATH=/usr/bin:/bin ./consumer "$HOME/.peer-plan/servers.json" c-beside-cli) >/dev/null
 run_cli unregister cli-entry >/dev/null
-run_cli list --json | grep -q '"id":"cli-entry"' && die "cli-entry still listed after unregister"
+grep -q '"id":"cli-entry"' <<<"$(run_cli list --json)" && die "cli-entry still listed after unregister"
 
 step "make uninstall PREFIX=$prefix"
 make --no-print-directory uninstall PREFIX="$prefix" >/dev/null
 left="$(find "$prefix" -type f -o -type l)"
 [ -z "$left" ] || die "make uninstall left: $left"
-echo "test_c: ok (library $(stat -c %s "$root/build/lib/libpeerregistry.so.0.1.0") bytes)"
+echo "test_c: ok (library $(stat -c %s "$root/build/lib/libpeerregistry.so.0.2.0") bytes)"

@@ -171,7 +171,7 @@ final class RegistryStore: Sendable {
 
     /// The file's bytes and stamp now (nil when there is no file), and the wall-clock time taken
     /// just before they were read.
-    private func readBytes() throws(RegistryError) -> (bytes: [UInt8], stamp: FileStamp, readAt: Int64)? {
+    func readBytes() throws(RegistryError) -> (bytes: [UInt8], stamp: FileStamp, readAt: Int64)? {
         guard let (fd, st) = try openForReading() else { return nil }
         defer { Sys.closeFD(fd) }
         let readAt = Sys.realtimeNanos()

@@ -49,8 +49,8 @@ extern "C" {
 
 /* The version of this header. Compare PEERREG_VERSION_NUMBER with peerreg_version_number()
  * to check that the library you loaded is the one you compiled against. */
-#define PEERREG_VERSION "0.1.0"
-#define PEERREG_VERSION_NUMBER 1000   /* major*1000000 + minor*1000 + patch */
+#define PEERREG_VERSION "0.2.0"
+#define PEERREG_VERSION_NUMBER 2000   /* major*1000000 + minor*1000 + patch */
 
 typedef struct peerreg_registry peerreg_registry;   /* opaque; thread-safe */
 typedef struct peerreg_watch    peerreg_watch;      /* opaque; one thread at a time */
@@ -89,7 +89,7 @@ typedef enum peerreg_health {
 
 /* ---- version and error strings ----------------------------------------------------------- */
 
-/* "0.1.0": the library's version. Static string; do not free. */
+/* "0.2.0": the library's version. Static string; do not free. */
 PEERREG_API const char *peerreg_version(void);
 
 /* The library's version as major*1000000 + minor*1000 + patch. */
@@ -180,6 +180,10 @@ PEERREG_API int peerreg_get(peerreg_registry *reg, const char *id, char **out_en
  *   "transport": "http"     transport equals this
  *   "tool" | "prompt": name the entry declares that tool / prompt
  *   "resource": uri         the entry declares a resource prefix of (or equal to) uri
+ *   "scope": "cluster"      (0.2.0) also the other machines' entries, mirrored by the cluster
+ *                           agent (docs/CLUSTER.md), after the local ones; each has "node", and
+ *                           "stale": true when this machine's agent lost etcd or is not running.
+ *                           "local" (the default): this machine's registry only.
  * Unknown filter keys are PEERREG_EINVAL. */
 PEERREG_API int peerreg_list(peerreg_registry *reg, const char *filter_json, char **out_json,
                              peerreg_error **err);
@@ -193,6 +197,17 @@ PEERREG_API int peerreg_list(peerreg_registry *reg, const char *filter_json, cha
 PEERREG_API int peerreg_resolve(peerreg_registry *reg, int kind, const char *name,
                                 char **out_entry_json, peerreg_error **err);
 
+/* Scopes for peerreg_resolve_scoped() (0.2.0). */
+enum { PEERREG_SCOPE_LOCAL = 0, PEERREG_SCOPE_CLUSTER = 1 };
+
+/* peerreg_resolve() within a scope (0.2.0). PEERREG_SCOPE_LOCAL is peerreg_resolve();
+ * PEERREG_SCOPE_CLUSTER also considers the other machines' entries of the cluster view
+ * (docs/CLUSTER.md): health first, then, at equal health, a local server over a remote one and
+ * a fresh remote one over a stale one; "server.tool" names a local id first. The entry returned
+ * for a remote server carries "node". Any other scope is PEERREG_EINVAL. */
+PEERREG_API int peerreg_resolve_scoped(peerreg_registry *reg, int kind, const char *name, int scope,
+                                       char **out_entry_json, peerreg_error **err);
+
 /* ---- watching ------------------------------------------------------------------------------ */
 
 /* Opens a watch on the registry `reg` (the watch keeps what it needs; reg may be closed
@@ -200,6 +215,13 @@ PEERREG_API int peerreg_resolve(peerreg_registry *reg, int kind, const char *nam
  * against the last state this watch saw, so bursts of writes are coalesced, never missed.
  * The first event after opening is not a replay: the current state is the baseline. */
 PEERREG_API int peerreg_watch_open(peerreg_watch **out, peerreg_registry *reg, peerreg_error **err);
+
+/* peerreg_watch_open() for the entries a peerreg_list() filter selects (0.2.0; NULL: all, as
+ * peerreg_watch_open). With {"scope":"cluster"} the other machines' entries are watched too:
+ * each is identified by node and id, so the same id on two nodes is two entries. An entry that
+ * stops matching the filter is "removed". A bad filter is PEERREG_EINVAL. */
+PEERREG_API int peerreg_watch_open_filtered(peerreg_watch **out, peerreg_registry *reg,
+                                            const char *filter_json, peerreg_error **err);
 
 /* A file descriptor that is readable when an event may be pending: poll/select/epoll it, then
  * call peerreg_watch_next(w, 0, ...). Owned by the watch; do not close or read it.

@@ -25,8 +25,8 @@ function entry(id, extra = {}) {
 test('version information comes from the loaded library and matches the header', () => {
   assert.equal(peerRegistry.version(), peerRegistry.HEADER_VERSION);
   assert.equal(peerRegistry.versionNumber(), peerRegistry.HEADER_VERSION_NUMBER);
-  assert.equal(peerRegistry.HEADER_VERSION, '0.1.0');
-  assert.equal(peerRegistry.HEADER_VERSION_NUMBER, 1000);
+  assert.equal(peerRegistry.HEADER_VERSION, '0.2.0');
+  assert.equal(peerRegistry.HEADER_VERSION_NUMBER, 2000);
   assert.match(peerRegistry.errstr(codes.ENOTFOUND), /^PEERREG_ENOTFOUND/);
   assert.equal(peerRegistry.errstr(12345), 'PEERREG_UNKNOWN_CODE');
   assert.ok(fs.existsSync(peerRegistry.libraryPath()), 'libraryPath() names an existing file');

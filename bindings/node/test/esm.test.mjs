@@ -22,7 +22,7 @@ test('index.mjs exports the same objects as index.js', () => {
   assert.equal(codes.ENOTFOUND, -2);
   assert.equal(kinds.TOOL, 1);
   assert.equal(health.HEALTHY, 1);
-  assert.equal(version(), '0.1.0');
+  assert.equal(version(), '0.2.0');
 });
 
 test('the package name resolves through the exports map (import and require)', async () => {

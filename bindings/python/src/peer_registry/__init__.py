@@ -35,7 +35,7 @@ from .errors import (
 from .registry import Registry, registered
 from .watch import Watch
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # The typing aids (and the Health enum) live in .types, which imports typing and enum: loaded
 # when first asked for (PEP 562), so that `import peer_registry` stays cheap.

@@ -39,7 +39,7 @@ SYSTEM_NAME = "libpeerregistry.so.0"
 SHIPPED_NAME = "libpeerregistry.so.0"
 
 # PEERREG_VERSION_NUMBER of the header this binding was written against.
-HEADER_VERSION_NUMBER = 1000
+HEADER_VERSION_NUMBER = 2000
 
 PEERREG_ETIMEOUT = -7
 
@@ -64,6 +64,8 @@ _SIGNATURES = {
     "peerreg_list": (c_int, [_VP, c_char_p, _VPP, _VPP]),
     "peerreg_resolve": (c_int, [_VP, c_int, c_char_p, _VPP, _VPP]),
     "peerreg_watch_open": (c_int, [_VPP, _VP, _VPP]),
+    "peerreg_resolve_scoped": (c_int, [_VP, c_int, c_char_p, c_int, _VPP, _VPP]),
+    "peerreg_watch_open_filtered": (c_int, [_VPP, _VP, c_char_p, _VPP]),
     "peerreg_watch_fd": (c_int, [_VP]),
     "peerreg_watch_next": (c_int, [_VP, c_int, _VPP, _VPP]),
     "peerreg_watch_close": (None, [_VP]),
@@ -130,6 +132,8 @@ class Library:
     peerreg_list: Any
     peerreg_resolve: Any
     peerreg_watch_open: Any
+    peerreg_resolve_scoped: Any
+    peerreg_watch_open_filtered: Any
     peerreg_watch_fd: Any
     peerreg_watch_next: Any
     peerreg_watch_close: Any

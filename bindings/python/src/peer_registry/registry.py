@@ -30,6 +30,7 @@ __all__ = ["Registry", "registered"]
 _HEALTH_NAMES = ("UNKNOWN", "HEALTHY", "DEGRADED", "DOWN")
 
 _TOOL, _RESOURCE, _PROMPT = 1, 2, 3
+_SCOPE_CLUSTER = 1  # PEERREG_SCOPE_CLUSTER (0.2.0)
 _INT32_MAX = 2**31 - 1
 
 
@@ -282,19 +283,21 @@ class Registry:
         tool: Optional[str] = None,
         resource: Optional[str] = None,
         prompt: Optional[str] = None,
+        scope: Optional[str] = None,
     ) -> Listing:
         """The live entries matching every given filter, with the file generation read.
 
         ``healthy``: health is (or is not) HEALTHY; ``status``: health equals this;
         ``transport``: equals this; ``tool`` / ``prompt``: declared; ``resource``: a declared
-        resource is a prefix of (or equal to) this URI.
+        resource is a prefix of (or equal to) this URI; ``scope="cluster"``: also the other
+        machines' entries mirrored by ``peer-registry agent`` (each with ``node``; docs/CLUSTER.md).
         """
         filters: Dict[str, Any] = {}
         if healthy is not None:
             filters["healthy"] = bool(healthy)
         if status is not None:
             filters["status"] = _health_name(status)
-        for key, value in (("transport", transport), ("tool", tool), ("resource", resource), ("prompt", prompt)):
+        for key, value in (("transport", transport), ("tool", tool), ("resource", resource), ("prompt", prompt), ("scope", scope)):
             if value is not None:
                 filters[key] = value
         filter_arg = _json(filters, "filter") if filters else None
@@ -310,42 +313,55 @@ class Registry:
         tool: Optional[str] = None,
         resource: Optional[str] = None,
         prompt: Optional[str] = None,
+        scope: Optional[str] = None,
     ) -> builtins.list[ServerEntry]:
         """The live entries matching every given filter (see :meth:`list_with_generation`)."""
         return self.list_with_generation(
-            healthy=healthy, status=status, transport=transport, tool=tool, resource=resource, prompt=prompt
+            healthy=healthy, status=status, transport=transport, tool=tool, resource=resource, prompt=prompt,
+            scope=scope,
         ).servers
 
-    def _resolve(self, kind: int, name: str) -> ServerEntry:
-        result: ServerEntry = json.loads(
-            self._string_call(self.lib.peerreg_resolve, kind, _text(name, "name"))
-        )
+    def _resolve(self, kind: int, name: str, scope: str) -> ServerEntry:
+        if scope not in ("local", "cluster"):
+            raise InvalidArgumentError(-1, f"scope {scope!r}: use 'local' or 'cluster'")
+        if scope == "local":
+            text = self._string_call(self.lib.peerreg_resolve, kind, _text(name, "name"))
+        else:
+            text = self._string_call(self.lib.peerreg_resolve_scoped, kind, _text(name, "name"), _SCOPE_CLUSTER)
+        result: ServerEntry = json.loads(text)
         return result
 
-    def resolve_tool(self, name: str) -> ServerEntry:
+    def resolve_tool(self, name: str, *, scope: str = "local") -> ServerEntry:
         """The one live server for tool ``name`` (``"server.tool"`` is qualified).
 
         :class:`AmbiguousError` when equally healthy servers declare it,
-        :class:`NotFoundError` when none (DOWN servers never resolve).
+        :class:`NotFoundError` when none (DOWN servers never resolve). ``scope="cluster"``:
+        the other machines' servers are candidates too; a local one wins a tie.
         """
-        return self._resolve(_TOOL, name)
+        return self._resolve(_TOOL, name, scope)
 
-    def resolve_resource(self, uri: str) -> ServerEntry:
+    def resolve_resource(self, uri: str, *, scope: str = "local") -> ServerEntry:
         """The live server declaring ``uri`` exactly, else the longest prefix of it."""
-        return self._resolve(_RESOURCE, uri)
+        return self._resolve(_RESOURCE, uri, scope)
 
-    def resolve_prompt(self, name: str) -> ServerEntry:
+    def resolve_prompt(self, name: str, *, scope: str = "local") -> ServerEntry:
         """The one live server for prompt ``name`` (same rules as :meth:`resolve_tool`)."""
-        return self._resolve(_PROMPT, name)
+        return self._resolve(_PROMPT, name, scope)
 
     # ---- watching -------------------------------------------------------------------------
 
-    def watch(self) -> Watch:
-        """Open a :class:`Watch` on this registry; its first event is the first change."""
+    def watch(self, *, scope: str = "local") -> Watch:
+        """Open a :class:`Watch` on this registry; its first event is the first change.
+        ``scope="cluster"``: the other machines' entries are watched too."""
+        if scope not in ("local", "cluster"):
+            raise InvalidArgumentError(-1, f"scope {scope!r}: use 'local' or 'cluster'")
         handle = self._acquire()
         try:
             out = c_void_p()
-            self.lib.call(self.lib.peerreg_watch_open, byref(out), handle)
+            if scope == "local":
+                self.lib.call(self.lib.peerreg_watch_open, byref(out), handle)
+            else:
+                self.lib.call(self.lib.peerreg_watch_open_filtered, byref(out), handle, b'{"scope":"cluster"}')
         finally:
             self._release()
         if not out.value:
