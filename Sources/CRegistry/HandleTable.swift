@@ -13,7 +13,8 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
         var next: UInt = 1
         var objects: [UInt: Object] = [:]
     }
-    private let table = Mutex(Table())
+    /// Not Synchronization's Mutex, which traps in a forked child (see ForkSafeMutex).
+    private let table = ForkSafeMutex(Table())
     private let base: UInt
 
     init(base: UInt) { self.base = base }

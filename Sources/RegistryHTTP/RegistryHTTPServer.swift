@@ -129,7 +129,8 @@ public struct RegistryHTTPServer: Sendable {
         // The shape existing readers of servers.json expect: {"servers":[{port,url,pid,startedAt,...}]}.
         router.get("/registry") { _, _ in
             do throws(RegistryError) {
-                return HTTPJSON.response(.ok, LegacyRegistry.json(try source.registry.list()))
+                let listing = try source.registry.list()
+                return HTTPJSON.response(.ok, bytes: cache.bytes(for: listing, shape: .legacy))
             } catch {
                 return HTTPJSON.error(error)
             }
@@ -142,7 +143,7 @@ public struct RegistryHTTPServer: Sendable {
                 if filter == ServerFilter() {
                     // One encoding shared by every client of this state: a client that does not
                     // read holds no copy of its own.
-                    return HTTPJSON.response(.ok, bytes: cache.bytes(for: listing))
+                    return HTTPJSON.response(.ok, bytes: cache.bytes(for: listing, shape: .servers))
                 }
                 return HTTPJSON.response(.ok, EntrySecrets.redacted(listing).jsonText)
             } catch {
@@ -241,14 +242,27 @@ struct HubService: Service {
     }
 }
 
-/// The last unfiltered listing's encoding (secrets removed), shared by every request for it.
+/// The last unfiltered listing's encodings (secrets removed), one per answer shape, shared by
+/// every request for it: each shape is encoded once per state of the registry, not per request.
 final class ListingCache: Sendable {
-    private let last = Mutex<(RegistryListing, ByteBuffer)?>(nil)
+    enum Shape: Int, CaseIterable, Sendable {
+        /// `GET /servers`: `{"generation":N,"servers":[...]}`.
+        case servers
+        /// `GET /registry`: `LegacyRegistry.json`.
+        case legacy
+    }
 
-    func bytes(for listing: RegistryListing) -> ByteBuffer {
-        if let (known, bytes) = last.withLock({ $0 }), known == listing { return bytes }
-        let bytes = ByteBuffer(string: EntrySecrets.redacted(listing).jsonText + "\n")
-        last.withLock { $0 = (listing, bytes) }
+    private let last = Mutex<[Shape: (RegistryListing, ByteBuffer)]>([:])
+
+    func bytes(for listing: RegistryListing, shape: Shape) -> ByteBuffer {
+        if let (known, bytes) = last.withLock({ $0[shape] }), known == listing { return bytes }
+        let text: String
+        switch shape {
+        case .servers: text = EntrySecrets.redacted(listing).jsonText
+        case .legacy: text = LegacyRegistry.json(listing)
+        }
+        let bytes = ByteBuffer(string: text + "\n")
+        last.withLock { $0[shape] = (listing, bytes) }
         return bytes
     }
 }

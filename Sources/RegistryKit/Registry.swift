@@ -378,60 +378,6 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Takes `flock(LOCK_EX)` on `leases/<id>.lease` (creating it 0600). Readers hold a shared
-    /// lock on it for microseconds, so a busy lock is retried briefly before it means that a live
-    /// process holds the id.
-    private func acquireLease(_ id: String) throws(RegistryError) -> Int32 {
-        guard let dir = try store.leasesDirectory(create: true) else { throw RegistryError(.io, "no leases directory") }
-        let name = id + ".lease"
-        let leasePath = store.leasesPath + "/" + name
-        let deadline = Sys.monotonicMicros() + 50_000
-        while true {
-            // Tracked from the moment it exists: a child forked now must not keep the lease.
-            let fd = Sys.openAtTracked(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600, path: leasePath)
-            guard fd >= 0 else {
-                if errno == ELOOP { throw PathSafety.symlinkError(leasePath) }
-                throw Sys.ioError(.open, leasePath)
-            }
-            let st: stat
-            do throws(RegistryError) {
-                st = try Sys.fstatOrThrow(fd, leasePath)
-                try PathSafety.checkFile(st, path: leasePath)
-            } catch {
-                Sys.closeTracked(fd)
-                throw error
-            }
-            if Sys.flock(fd, LOCK_EX | LOCK_NB, path: leasePath) == 0 {
-                // A pruner may have unlinked the file between our open and our lock: only a lock
-                // on the inode the path still names counts.
-                if let now = Sys.statAt(dir, name, path: leasePath), now.st_ino == st.st_ino, now.st_dev == st.st_dev {
-                    Sys.overwriteSmall(fd, "\(getpid())\n", path: leasePath)
-                    return fd
-                }
-            } else if errno != EWOULDBLOCK {
-                let e = errno
-                Sys.closeTracked(fd)
-                throw Sys.ioError(.flock, leasePath, e)
-            }
-            Sys.closeTracked(fd)
-            if Sys.monotonicMicros() >= deadline {
-                throw RegistryError(.exists, "id \"\(id)\" is held by another live registrant (its lease \(leasePath) is locked)")
-            }
-            Sys.sleepMicros(500)
-        }
-    }
-
-    /// Unlinks a lease file this handle holds, then closes (and so unlocks) it.
-    private func releaseLease(_ id: String, _ fd: Int32) {
-        let leasePath = store.leasesPath + "/" + id + ".lease"
-        if let dir = try? store.leasesDirectory(create: false),
-           let byPath = Sys.statAt(dir, id + ".lease", path: leasePath), let mine = try? Sys.fstatOrThrow(fd, leasePath),
-           byPath.st_ino == mine.st_ino, byPath.st_dev == mine.st_dev {
-            Sys.unlinkAt(dir, id + ".lease", path: leasePath)
-        }
-        Sys.closeTracked(fd)
-    }
-
     /// Registers `entry` and returns what was stored: `startedAt`, `lastSeen`, `pid` (for
     /// lease), `transport` and `port` (from the URL) and `ttlSeconds` (30, for ttl) filled in.
     /// Durable when it returns.

@@ -44,6 +44,26 @@ struct EndpointTests {
         }
     }
 
+    /// `/registry` and `/servers` are encoded once per registry state and shared: a change (a
+    /// write here, then an entry whose lease holder is gone) must show in the next answer.
+    @Test func cachedListingsFollowEveryChange() async throws {
+        try await Self.populated().use { fixture async throws in
+            func ids(_ path: String) async throws -> [String] {
+                let body = try await fixture.get(path).json()
+                return try #require(body["servers"]?.arrayValue).compactMap { $0.objectValue?["id"]?.stringValue }
+            }
+            #expect(try await ids("/registry") == ["journey", "static-ws"])
+            #expect(try await ids("/registry") == ["journey", "static-ws"])
+            #expect(try await ids("/servers") == ["journey", "static-ws", "local-stdio"])
+            try fixture.registry.register(ServerEntry(id: "late", url: "http://127.0.0.1:9090/mcp", liveness: .none))
+            #expect(try await ids("/registry") == ["journey", "static-ws", "late"])
+            #expect(try await ids("/servers") == ["journey", "static-ws", "local-stdio", "late"])
+            try fixture.registry.unregister("journey")
+            #expect(try await ids("/registry") == ["static-ws", "late"])
+            #expect(try await ids("/servers") == ["static-ws", "local-stdio", "late"])
+        }
+    }
+
     @Test func serversIsTheLibraryListing() async throws {
         try await Self.populated().use { fixture async throws in
             let response = try await fixture.get("/servers")

@@ -34,7 +34,7 @@ PEER_REGISTRY_LOCK_TIMEOUT_MS=300 "$OUT/test_abi" "$OUT/plain"
 
 echo "== a forked child (no exec) of a process that used the library, writing from two threads"
 mkdir -p "$OUT/fork"
-"$OUT/test_fork_threads" "$OUT/fork" 4 40
+PEER_REGISTRY_LOCK_TIMEOUT_MS=60000 "$OUT/test_fork_threads" "$OUT/fork" 4 40
 
 echo "== C ABI tests under valgrind memcheck"
 PEER_REGISTRY_LOCK_TIMEOUT_MS=300 valgrind -q --error-exitcode=99 --leak-check=full \

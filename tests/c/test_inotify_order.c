@@ -1,4 +1,4 @@
-/* The kernel ordering the lease tracker relies on (Sources/RegistryKit/Internal/LeaseTracker.swift):
+/* The kernel ordering the lease tracker relies on (Sources/RegistryKit/Internal/Leases.swift, LeaseTracker):
  * when a process holding flock(LOCK_EX) on a file it opened read-write dies, the inotify
  * IN_CLOSE_WRITE event for that file is queued *before* the lock is released. So a watcher that
  * finds the lock free must already find the close event in its queue. Checked here for real:

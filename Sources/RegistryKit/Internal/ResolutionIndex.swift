@@ -9,14 +9,28 @@ struct ResolutionIndex: Sendable {
 
     init(_ servers: [ServerEntry]) {
         var lengths = Set<Int>()
-        for (i, e) in servers.enumerated() {
-            for t in Set(e.capabilities.tools) { tools[t, default: []].append(i) }
-            for p in Set(e.capabilities.prompts) { prompts[p, default: []].append(i) }
-            for r in Set(e.capabilities.resources) {
-                resources[r, default: []].append(i)
+        tools.reserveCapacity(servers.count * 2)
+        prompts.reserveCapacity(servers.count)
+        resources.reserveCapacity(servers.count)
+        // Entries are read in place, not copied (a ServerEntry copy retains every field), and
+        // a name an entry declares twice is recorded once: its index is then the table's last.
+        func add(_ name: String, _ i: Int, to table: inout [String: [Int]]) {
+            table[name, default: []].appendUnlessLast(i)
+        }
+        for i in servers.indices {
+            for t in servers[i].capabilities.tools { add(t, i, to: &tools) }
+            for p in servers[i].capabilities.prompts { add(p, i, to: &prompts) }
+            for r in servers[i].capabilities.resources {
+                add(r, i, to: &resources)
                 lengths.insert(r.utf8.count)
             }
         }
         resourceLengths = lengths.sorted(by: >)
+    }
+}
+
+extension Array where Element == Int {
+    fileprivate mutating func appendUnlessLast(_ i: Int) {
+        if last != i { append(i) }
     }
 }

@@ -4,6 +4,110 @@ import Glibc
 import Synchronization
 import CRegistryShims
 
+// Leases (docs/FORMAT.md, "Liveness"): the leases/ directory, taking and releasing a lease, and
+// the tracker that remembers which leases were seen held. Judging an entry by its lease is
+// LivenessJudge's (Liveness.swift).
+
+extension RegistryStore {
+    /// The `leases/` directory, created 0700 on first use and checked like the registry's.
+    func leasesDirectory(create: Bool) throws(RegistryError) -> Int32? {
+        guard dirFD >= 0 else { return nil }
+        return try leasesFD.withLock { fd throws(RegistryError) -> Int32? in
+            if fd >= 0 { return fd }
+            var opened = Sys.openAtTracked(dirFD, "leases", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: leasesPath)
+            if opened < 0 && errno == ENOENT {
+                guard create, !readOnly else { return nil }
+                if !Sys.makeDirectoryAt(dirFD, "leases", mode: 0o700, path: leasesPath) {
+                    guard errno == EEXIST else { throw Sys.ioError(.mkdir, leasesPath) }
+                } else {
+                    try Sys.fsyncOrThrow(dirFD, directory)
+                }
+                opened = Sys.openAtTracked(dirFD, "leases", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: leasesPath)
+            }
+            guard opened >= 0 else {
+                if errno == ELOOP || errno == ENOTDIR { throw PathSafety.symlinkError(leasesPath) }
+                throw Sys.ioError(.open, leasesPath)
+            }
+            do throws(RegistryError) {
+                try PathSafety.checkDirectory(Sys.fstatOrThrow(opened, leasesPath), path: leasesPath)
+            } catch {
+                Sys.closeTracked(opened)
+                throw error
+            }
+            fd = opened
+            let t = LeaseTracker.forDirectory(opened, path: leasesPath)
+            tracker.withLock { $0 = t }
+            return opened
+        }
+    }
+
+    /// The pid written into `leases/<id>.lease` by its holder, if readable.
+    func leaseHolderPID(_ id: String) -> Int32? {
+        guard let dir = try? leasesDirectory(create: false) else { return nil }
+        let fd = Sys.openAt(dir, id + ".lease", O_RDONLY | O_NOFOLLOW | O_NONBLOCK, path: leasesPath + "/" + id + ".lease")
+        guard fd >= 0 else { return nil }
+        defer { Sys.closeFD(fd) }
+        guard let bytes = Sys.pread(fd, count: 31, offset: 0, path: id) else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingNewline)
+    }
+}
+
+extension Registry {
+    /// Takes `flock(LOCK_EX)` on `leases/<id>.lease` (creating it 0600). Readers hold a shared
+    /// lock on it for microseconds, so a busy lock is retried briefly before it means that a live
+    /// process holds the id.
+    func acquireLease(_ id: String) throws(RegistryError) -> Int32 {
+        guard let dir = try store.leasesDirectory(create: true) else { throw RegistryError(.io, "no leases directory") }
+        let name = id + ".lease"
+        let leasePath = store.leasesPath + "/" + name
+        let deadline = Sys.monotonicMicros() + 50_000
+        while true {
+            // Tracked from the moment it exists: a child forked now must not keep the lease.
+            let fd = Sys.openAtTracked(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600, path: leasePath)
+            guard fd >= 0 else {
+                if errno == ELOOP { throw PathSafety.symlinkError(leasePath) }
+                throw Sys.ioError(.open, leasePath)
+            }
+            let st: stat
+            do throws(RegistryError) {
+                st = try Sys.fstatOrThrow(fd, leasePath)
+                try PathSafety.checkFile(st, path: leasePath)
+            } catch {
+                Sys.closeTracked(fd)
+                throw error
+            }
+            if Sys.flock(fd, LOCK_EX | LOCK_NB, path: leasePath) == 0 {
+                // A pruner may have unlinked the file between our open and our lock: only a lock
+                // on the inode the path still names counts.
+                if let now = Sys.statAt(dir, name, path: leasePath), now.st_ino == st.st_ino, now.st_dev == st.st_dev {
+                    Sys.overwriteSmall(fd, "\(getpid())\n", path: leasePath)
+                    return fd
+                }
+            } else if errno != EWOULDBLOCK {
+                let e = errno
+                Sys.closeTracked(fd)
+                throw Sys.ioError(.flock, leasePath, e)
+            }
+            Sys.closeTracked(fd)
+            if Sys.monotonicMicros() >= deadline {
+                throw RegistryError(.exists, "id \"\(id)\" is held by another live registrant (its lease \(leasePath) is locked)")
+            }
+            Sys.sleepMicros(500)
+        }
+    }
+
+    /// Unlinks a lease file this handle holds, then closes (and so unlocks) it.
+    func releaseLease(_ id: String, _ fd: Int32) {
+        let leasePath = store.leasesPath + "/" + id + ".lease"
+        if let dir = try? store.leasesDirectory(create: false),
+           let byPath = Sys.statAt(dir, id + ".lease", path: leasePath), let mine = try? Sys.fstatOrThrow(fd, leasePath),
+           byPath.st_ino == mine.st_ino, byPath.st_dev == mine.st_dev {
+            Sys.unlinkAt(dir, id + ".lease", path: leasePath)
+        }
+        Sys.closeTracked(fd)
+    }
+}
+
 /// Remembers which leases were seen held, so that checking N live leases does not cost N
 /// open+flock+close on every write and every `list`.
 ///
