@@ -24,6 +24,7 @@ struct PeerRegistry: AsyncParsableCommand {
             ListCommand.self, GetCommand.self, ResolveCommand.self, RegisterCommand.self,
             UnregisterCommand.self, HealthCommand.self, HeartbeatCommand.self, PruneCommand.self,
             RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self, SuperviseCommand.self,
+            GatewayCommand.self,
         ]
     )
 }
