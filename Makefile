@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise test-gateway bench-gateway
 
 all: lib
 
@@ -86,7 +86,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-fuzz-corpus
+test: test-swift test-c test-python test-node test-go test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-gateway test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 test-swift:
@@ -131,6 +131,12 @@ test-cli:
 test-supervise:
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh
+
+## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer streamable-HTTP backends
+## registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
+test-gateway: lib
+	$(SWIFT) build --product peer-registry
+	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" bash tests/gateway/run.sh
 
 ## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
 ## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.

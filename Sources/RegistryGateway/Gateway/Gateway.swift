@@ -71,10 +71,16 @@ public final class Gateway: Service, Sendable {
     /// The ids of the backends shown now (tests, logs).
     public var visibleBackends: [String] { state.withLock { $0.catalog.backends.sorted() } }
 
-    /// Waits until the servers registered at start have been tried once.
-    public func waitUntilReady() async {
-        while !state.withLock({ $0.ready }) { try? await Task.sleep(for: .milliseconds(10)) }
+    /// Waits until the servers registered at start have been tried once (at most `limit`), so
+    /// a client's first tools/list already shows them.
+    public func waitUntilReady(within limit: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + limit
+        while !state.withLock({ $0.ready }), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
+
+    var isReady: Bool { state.withLock { $0.ready } }
 
     // MARK: - Sessions
 

@@ -117,6 +117,7 @@ public final class GatewaySession: Sendable {
 
     private func request(_ m: RPCMessage, progress: (@Sendable ([UInt8]) -> Void)?) async -> [UInt8] {
         let method = m.method ?? ""
+        if method != "initialize", method != "ping", !gateway.isReady { await gateway.waitUntilReady() }
         switch method {
         case "initialize": return initialize(m)
         case "ping": return Self.result(m, Array("{}".utf8))

@@ -82,7 +82,7 @@ async def grow(ctx: Context) -> str:
         """A tool added at run time."""
         return f"{options.id}:extra"
     server.add_tool(extra)
-    await ctx.notify_tools_changed()
+    await ctx.session.send_tool_list_changed()
     return "grown"
 
 
