@@ -138,6 +138,12 @@ test-gateway: lib
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" bash tests/gateway/run.sh
 
+## The gateway vs direct calls to the same backends, 50 sessions, registration -> list_changed,
+## memory per idle session; writes its section of docs/BENCHMARKS.md.
+bench-gateway: lib
+	$(SWIFT) build -c release --product peer-registry
+	PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" python3 benchmarks/gateway/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry"
+
 ## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
 ## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.
 bench-supervise:

@@ -325,3 +325,27 @@ def test_http_no_auth_is_explicit(world):
     assert post(url, {"Origin": "https://evil.example"})[0] == 403
     bad = subprocess.run([world.binary, "gateway", "--registry", world.registry, "--no-auth"], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "--no-auth" in bad.stderr
+
+
+# -- --config: the supervisor in the same process ------------------------------------------------
+
+
+def test_config_runs_supervised_stdio_servers_too(world):
+    echo_server = ROOT / "tests" / "supervise" / "servers" / "echo_server.py"
+    config = world.tmp / "servers-config.json"
+    config.write_text(json.dumps({"mcpServers": {"sup": {"command": sys.executable, "args": [str(echo_server)],
+                                                        "env": {"PYTHONDONTWRITEBYTECODE": "1"}}}}))
+    world.start_backend("self")
+
+    async def main():
+        async with stdio_gateway(world, "--config", str(config)) as (s, _):
+            names = await async_wait_for(lambda: _names_if(s, {"sup__echo", "self__echo"}), 60, "supervised and self-registered")
+            assert "sup__add" in names
+            assert text_of(await s.call_tool("sup__echo", {"text": "via bridge"})) == "via bridge"
+            assert text_of(await s.call_tool("self__echo", {"text": "direct"})) == "self:direct"
+            entry = world.entries()["sup"]
+            assert entry["transport"] == "http" and entry["url"].startswith("http://127.0.0.1:")
+    run(main())
+    # The client closed stdin: the gateway stopped, and its supervised server's entry went with it.
+    wait_for(lambda: "sup" not in world.entries(), 30, "the supervised entry removed")
+    assert "self" in world.entries()
