@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "5")))
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--registrations", type=int, default=40)
-    ap.add_argument("--idle-sessions", type=int, default=200)
+    ap.add_argument("--idle-sessions", type=int, default=1000)
     ap.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     args = ap.parse_args()
     os.environ.setdefault("PEER_REGISTRY_LIB", str(ROOT / "build" / "lib" / "libpeerregistry.so"))
@@ -158,6 +158,15 @@ def main() -> None:
                 break
             time.sleep(0.1)
 
+        # Memory per idle downstream session.
+        time.sleep(0.5)
+        before = rss_kib(gw.pid)
+        idle = [Session(url, token) for _ in range(args.idle_sessions)]
+        time.sleep(0.5)
+        after = rss_kib(gw.pid)
+        results["idle_sessions"] = len(idle)
+        results["rss_before_kib"] = before
+        results["rss_after_kib"] = after
         # Latency: direct, through the gateway, direct again (side by side in this run).
         results["direct"] = client_json(client, "echo", "http", direct["e1"][0], direct["e1"][1], str(args.calls))
         results["gateway"] = client_json(client, "e1__echo", "http", url, auth, str(args.calls))
@@ -201,15 +210,6 @@ def main() -> None:
         results["list_changed_register_ms"] = add_ms
         results["list_changed_unregister_ms"] = remove_ms
 
-        # Memory per idle downstream session.
-        time.sleep(0.5)
-        before = rss_kib(gw.pid)
-        idle = [Session(url, token) for _ in range(args.idle_sessions)]
-        time.sleep(0.5)
-        after = rss_kib(gw.pid)
-        results["idle_sessions"] = len(idle)
-        results["rss_before_kib"] = before
-        results["rss_after_kib"] = after
     finally:
         gw.send_signal(signal.SIGTERM)
         try:
@@ -259,7 +259,7 @@ def render(r: dict) -> str:
         f"| register (gateway connects: initialize + lists, then notifies) | {percentile(add, 50):.1f} ms | {percentile(add, 99):.1f} ms | {max(add):.1f} ms |",
         f"| unregister | {percentile(rem, 50):.1f} ms | {percentile(rem, 99):.1f} ms | {max(rem):.1f} ms |",
         "",
-        f"Memory per idle downstream session (initialized, GET stream not open, no upstream session yet):",
+        f"Memory per idle downstream session, measured first on the fresh gateway (initialized, GET stream not open, no upstream session yet):",
         f"{per_session:.1f} KiB ({r['idle_sessions']} sessions: RSS {r['rss_before_kib']} → {r['rss_after_kib']} KiB).",
         "",
     ]

@@ -52,6 +52,9 @@ public final class Gateway: Service, Sendable {
         var catalog = Catalog()
         var sessions: [ObjectIdentifier: WeakSession] = [:]
         var ready = false
+        /// Servers that left the registry, newest last (at most 256): a call to one of their
+        /// tools says so instead of "unknown tool".
+        var departed: [String] = []
     }
     private let state = Mutex(State())
     private let ownTools: [JSONObject]
@@ -156,6 +159,7 @@ public final class Gateway: Service, Sendable {
     private func added(_ entry: ServerEntry) async {
         guard Self.isUpstream(entry) else { return }
         let backend = Backend(entry: entry)
+        state.withLock { s in s.departed.removeAll { $0 == entry.id } }
         let replaced: Backend? = state.withLock { s in
             defer { s.backends[entry.id] = backend }
             return s.backends[entry.id]
@@ -191,7 +195,13 @@ public final class Gateway: Service, Sendable {
     }
 
     private func removed(_ id: String) {
-        guard let backend = state.withLock({ $0.backends.removeValue(forKey: id) }) else { return }
+        guard let backend = state.withLock({ s -> Backend? in
+            guard let b = s.backends.removeValue(forKey: id) else { return nil }
+            s.departed.removeAll { $0 == id }
+            s.departed.append(id)
+            if s.departed.count > 256 { s.departed.removeFirst() }
+            return b
+        }) else { return }
         let wasVisible = backend.isVisible
         backend.close()
         for session in liveSessions { session.forget(backend: id) }
@@ -267,7 +277,31 @@ public final class Gateway: Service, Sendable {
 
     // MARK: - Routing
 
-    struct RouteError: Error { let message: String }
+    struct RouteError: Error {
+        let message: String
+        var code = RPCErrorCode.invalidParams
+    }
+
+    /// Why `<id>__...` or `<id>.…` names nothing now, when `<id>` is a server the gateway knows
+    /// is hidden or gone: a JSON-RPC error naming it (-32000), not "unknown tool".
+    private func unavailable(_ name: String) -> RouteError? {
+        let id: Substring
+        if let r = name.range(of: "__") { id = name[..<r.lowerBound] } else if let dot = name.firstIndex(of: ".") { id = name[..<dot] } else { return nil }
+        let server = String(id)
+        let (backend, departed) = state.withLock { ($0.backends[server], $0.departed.contains(server)) }
+        if let backend, !backend.isVisible {
+            switch backend.phase {
+            case .unreachable(let why): return RouteError(message: why, code: RPCErrorCode.serverUnavailable)
+            case .connecting: return RouteError(message: "backend \"\(server)\" is still connecting", code: RPCErrorCode.serverUnavailable)
+            default:
+                if backend.health == .down { return RouteError(message: "backend \"\(server)\" is DOWN in the registry", code: RPCErrorCode.serverUnavailable) }
+            }
+        }
+        if backend == nil, departed {
+            return RouteError(message: "backend \"\(server)\" left the registry (unregistered, or its process died)", code: RPCErrorCode.serverUnavailable)
+        }
+        return nil
+    }
 
     /// The backend tool for a call: an exposed name, `id.name` or a bare name (the registry's
     /// resolver first, then the backends' own lists; a tie is an error listing the candidates).
@@ -302,6 +336,7 @@ public final class Gateway: Service, Sendable {
         if local != name, let dot = name.firstIndex(of: ".") {
             let server = String(name[..<dot])
             if let item = catalog[keyPath: byName][local]?.first(where: { $0.backend == server }) { return .success(item) }
+            if let gone = unavailable(name) { return .failure(gone) }
             return .failure(RouteError(message: "server \"\(server)\" has no \(word) \"\(local.prefix(200))\" (or it is DOWN, unreachable or filtered out)"))
         }
         let candidates = catalog[keyPath: byName][name] ?? []
@@ -309,6 +344,7 @@ public final class Gateway: Service, Sendable {
         if candidates.count > 1 {
             return .failure(RouteError(message: "\(word) \"\(name.prefix(200))\" is offered by \(candidates.count) servers: \(candidates.map(\.exposed).sorted().joined(separator: ", ")); call one of these names"))
         }
+        if let gone = unavailable(name) { return .failure(gone) }
         return .failure(RouteError(message: "Unknown \(word): \"\(name.prefix(200))\" (no live, reachable server offers it; tools/list shows what there is)"))
     }
 

@@ -130,13 +130,13 @@ public final class GatewaySession: Sendable {
             guard let name = m.stringParam("name") else { return Self.invalid(m, "tools/call needs params.name (a string)") }
             if Gateway.ownToolNames.contains(name) { return await gateway.callOwnTool(m) }
             switch gateway.route(tool: name) {
-            case .failure(let why): return RPCMessage.error(id: m.id, code: RPCErrorCode.invalidParams, message: why.message)
+            case .failure(let why): return RPCMessage.error(id: m.id, code: why.code, message: why.message)
             case .success(let item): return await forward(m, to: item.backend, renaming: item.name, progress: progress)
             }
         case "prompts/get":
             guard let name = m.stringParam("name") else { return Self.invalid(m, "prompts/get needs params.name (a string)") }
             switch gateway.route(prompt: name) {
-            case .failure(let why): return RPCMessage.error(id: m.id, code: RPCErrorCode.invalidParams, message: why.message)
+            case .failure(let why): return RPCMessage.error(id: m.id, code: why.code, message: why.message)
             case .success(let item): return await forward(m, to: item.backend, renaming: item.name, progress: progress)
             }
         case "resources/read", "resources/subscribe", "resources/unsubscribe":
