@@ -170,12 +170,13 @@ struct HTTPDownstream: Service {
             } catch {
                 Output.note("warning: \(error.message)")
             }
-            Output.lineFlushed(url)
+            // The note first: the URL on stdout tells whoever waits that everything is said.
             if token != nil {
                 Output.note("gateway listening at \(url); send Authorization: Bearer <the token in \(RuntimeFile.directory(forRegistryAt: path))/token>")
             } else {
                 Output.note("gateway listening at \(url) without a token (--no-auth)")
             }
+            Output.lineFlushed(url)
         }
     }
 }
