@@ -14,7 +14,7 @@ LIB_FLAGS := -c release --product peerregistry --scratch-path $(LIB_SCRATCH) \
 	-Xlinker -soname=libpeerregistry.so.0 -Xlinker -z -Xlinker defs
 LIB_SOURCES := $(shell find Sources/RegistryKit Sources/CRegistry Sources/CRegistryShims Sources/CPeerRegistryHeader include -type f) Package.swift VERSION
 
-.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise test-agent bench-agent
+.PHONY: bench all run lib install uninstall dist dist-python dist-node test-install test test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser clean test-torture torture fuzz test-fuzz-corpus test-coarse test-legacy test-supervise bench-supervise test-agent bench-agent test-gateway bench-gateway
 
 all: lib
 
@@ -86,7 +86,7 @@ dist-node: $(NODE_TARBALL)
 $(NODE_TARBALL): $(LIBFILE) $(NODE_PACKAGE_FILES)
 	bash bindings/node/pack.sh $(LIBFILE) $(BUILD)/dist
 
-test: test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-agent test-fuzz-corpus
+test: test-version test-swift test-c test-python test-node test-go test-conformance test-examples test-crowd test-mcp test-cli test-browser test-install test-torture test-legacy test-coarse test-supervise test-agent test-gateway test-fuzz-corpus
 	@echo "make test: every suite passed"
 
 ## The version: VERSION is the one source; every copy (header, Swift, package metadata) agrees
@@ -160,6 +160,18 @@ bench-agent:
 	$(SWIFT) build -c release --product registry-crowd-worker
 	python3 benchmarks/cluster/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry" \
 		--worker "$$($(SWIFT) build -c release --show-bin-path)/registry-crowd-worker"
+
+## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer streamable-HTTP backends
+## registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
+test-gateway: lib
+	$(SWIFT) build --product peer-registry
+	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" bash tests/gateway/run.sh
+
+## The gateway vs direct calls to the same backends, 50 sessions, registration -> list_changed,
+## memory per idle session; writes its section of docs/BENCHMARKS.md.
+bench-gateway: lib
+	$(SWIFT) build -c release --product peer-registry
+	PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" python3 benchmarks/gateway/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry"
 
 ## The supervisor's bridge vs a direct stdio session vs mcp-proxy (installed into build/bench-venv),
 ## 50 concurrent sessions, restart timings; writes its section of docs/BENCHMARKS.md.

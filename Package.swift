@@ -59,14 +59,17 @@ let package = Package(
             "RegistryKit", "RegistryServerPolicy", .product(name: "MCP", package: "swift-sdk"),
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        // The supervisor of stdio servers (and, later, the gateway): upstream MCP sessions,
-        // process supervision, streamable HTTP bridges. CSupervisorShims does what Swift cannot
+        // The supervisor of stdio servers and the gateway: upstream MCP sessions (stdio
+        // processes, and streamable HTTP servers through AsyncHTTPClient), process
+        // supervision, streamable HTTP bridges, the gateway's catalog and routing. CSupervisorShims does what Swift cannot
         // between fork and exec (PR_SET_PDEATHSIG, process groups, a long-lived forking thread).
         .target(name: "CSupervisorShims", path: "Sources/CSupervisorShims"),
         .target(
             name: "RegistryGateway",
             dependencies: [
-                "RegistryKit", "CSupervisorShims", "RegistryServerPolicy",
+                "RegistryKit", "CSupervisorShims", "RegistryServerPolicy", "RegistryMCP",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -25,6 +25,7 @@ struct PeerRegistry: AsyncParsableCommand {
             UnregisterCommand.self, HealthCommand.self, HeartbeatCommand.self, PruneCommand.self,
             RepairCommand.self, WatchCommand.self, ServeCommand.self, MCPCommand.self, SuperviseCommand.self,
             AgentCommand.self,
+            GatewayCommand.self,
         ]
     )
 }

@@ -7,6 +7,7 @@
  *   bench_client load URL AUTH SESSIONS SECONDS
  *                                          SESSIONS sessions, each its own connection and
  *                                          thread, calling as fast as answers come; prints msgs/s
+ * The tool called is "echo", or $BENCH_TOOL (the gateway benchmark calls "<id>__echo").
  * Output is one JSON object on stdout. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -43,7 +44,12 @@ static void report_latency(const char *mode, double *lat, int n) {
            lat[n / 2], lat[(int)(n * 0.9)], lat[(int)(n * 0.99)], sum / n);
 }
 
-static const char *CALL = "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"hello\"}}}";
+static const char *CALL = "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\",\"arguments\":{\"text\":\"hello\"}}}";
+
+static const char *tool_name(void) {
+    const char *t = getenv("BENCH_TOOL");
+    return t && *t && strlen(t) < 200 && !strpbrk(t, "\"\\") ? t : "echo";
+}
 static const char *INIT = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":\"1\"}}}";
 static const char *INITIALIZED = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
 
@@ -66,7 +72,7 @@ static int run_stdio(int n, char **argv) {
     double *lat = malloc(sizeof(double) * n);
     for (int i = 0; i < n; i++) {
         double t = now_us();
-        fprintf(w, CALL, i + 1); fputc('\n', w); fflush(w);
+        fprintf(w, CALL, i + 1, tool_name()); fputc('\n', w); fflush(w);
         if (getline(&line, &cap, r) <= 0) { fprintf(stderr, "stdio: server ended\n"); return 1; }
         lat[i] = now_us() - t;
     }
@@ -195,7 +201,7 @@ static int run_http(const char *url, const char *auth, int n) {
     for (int i = 0; i < n; i++) {
         double t = now_us();
         char body[512];
-        snprintf(body, sizeof body, CALL, i + 1);
+        snprintf(body, sizeof body, CALL, i + 1, tool_name());
         if (post(c, body) != 200) { fprintf(stderr, "call %d failed\n", i); return 1; }
         lat[i] = now_us() - t;
     }
@@ -217,7 +223,7 @@ static void *load_thread(void *arg) {
     long calls = 0;
     char body[512];
     while (now_us() < end) {
-        snprintf(body, sizeof body, CALL, (int)calls + 1);
+        snprintf(body, sizeof body, CALL, (int)calls + 1, tool_name());
         if (post(c, body) != 200) { atomic_fetch_add(&failures, 1); break; }
         calls++;
     }

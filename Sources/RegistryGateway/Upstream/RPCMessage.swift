@@ -73,6 +73,12 @@ public struct RPCMessage: Sendable {
         return members.first(where: { $0.key == key })?.value
     }
 
+    /// The byte range of a top-level member (`result`, `error`, ...).
+    func member(_ key: String) -> Range<Int>? {
+        guard let members = try? JSONBytes.members(bytes, 0..<bytes.count) else { return nil }
+        return members.first(where: { $0.key == key })?.value
+    }
+
     /// `params._meta.progressToken`, where a request asks for progress notifications.
     var progressTokenRange: Range<Int>? { paramRange("progressToken", meta: true) }
 
@@ -110,7 +116,7 @@ public struct RPCMessage: Sendable {
         return Array((s + "}").utf8)
     }
 
-    static func notification(method: String, params: String?) -> [UInt8] {
+    public static func notification(method: String, params: String?) -> [UInt8] {
         var s = #"{"jsonrpc":"2.0","method":"#
         s += String(decoding: JSONBytes.quote(method), as: UTF8.self)
         if let params { s += #","params":"# + params }
@@ -123,9 +129,12 @@ public enum RPCErrorCode {
     public static let parseError = -32700
     public static let invalidRequest = -32600
     public static let methodNotFound = -32601
+    public static let invalidParams = -32602
     public static let internalError = -32603
     /// The server process is gone (crashed, crash loop, cannot start).
     public static let serverUnavailable = -32000
+    /// No server has the resource (MCP's resource-not-found code).
+    public static let resourceNotFound = -32002
     /// No answer within the request timeout.
     public static let requestTimeout = -32001
     /// The request was cancelled by the client.
