@@ -456,12 +456,10 @@ public final class Registry: Sendable {
             entry.pidStartTime = nil
         case .pid:
             guard let pid = entry.pid else { throw RegistryError(.invalid, "field \"pid\": is required for pid liveness") }
-            #if os(Linux)
             guard let st = LivenessJudge.procStat(pid), st.state != UInt8(ascii: "Z") else {
                 throw RegistryError(.invalid, "field \"pid\": process \(pid) is not running")
             }
             entry.pidStartTime = st.startTime
-            #endif
         case .ttl:
             entry.ttlSeconds = entry.ttlSeconds ?? 30
         case .none:

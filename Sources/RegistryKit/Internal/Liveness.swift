@@ -65,18 +65,14 @@ struct LivenessJudge {
         return held
     }
 
-    /// Linux: `/proc/<pid>/stat` exists, is not a zombie, and (when recorded) field 22 — the
+    /// `/proc/<pid>/stat` exists, is not a zombie, and (when recorded) field 22 — the
     /// start time — matches, so a reused pid is not mistaken for the server.
     static func processAlive(pid: Int32, startTime: UInt64?) -> Bool {
         guard pid > 0 else { return false }
-        #if os(Linux)
         guard let stat = procStat(pid) else { return false }
         if stat.state == UInt8(ascii: "Z") || stat.state == UInt8(ascii: "X") { return false }
         if let startTime { return stat.startTime == startTime }
         return true
-        #else
-        return Sys.processExists(pid)
-        #endif
     }
 
     /// The state letter and start time of `pid` from `/proc/<pid>/stat`.
