@@ -9,7 +9,7 @@
 # Run from the repository root after `make lib dist-node`. Exits non-zero on any failure.
 set -euo pipefail
 repo="$(pwd)"
-version="$(sed -n 's/^VERSION := //p' "$repo/Makefile")"
+version="$(cat "$repo/VERSION")"
 tarball="$repo/build/dist/peer-registry-$version.tgz"
 if [[ ! -f "$tarball" ]]; then
     echo "test_node.sh: $tarball is missing; run from the repository root after make lib dist-node" >&2
