@@ -301,23 +301,7 @@ final class Bridge: Sendable {
         var headers = Self.sseHeaders
         if let name = Self.sessionHeader { headers[name] = sessionID }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            let (ticks, tick) = AsyncStream<[UInt8]>.makeStream()
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await event in stream { tick.yield(event) }
-                    tick.finish()
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        do { try await Task.sleep(for: keepAlive) } catch { break }
-                        tick.yield(Array(": keep-alive\n\n".utf8))
-                    }
-                }
-                for await chunk in ticks {
-                    do { try await writer.write(ByteBuffer(bytes: chunk)) } catch { break }
-                }
-                group.cancelAll()
-            }
+            await Self.writeEvents(stream, keepAlive: keepAlive, to: &writer) { _ in }
             session.close()
             try? await writer.finish(nil)
         })
@@ -367,6 +351,31 @@ final class Bridge: Sendable {
     }
 
     // MARK: Responses
+
+    /// Writes `stream`'s SSE events to `writer`, with a keep-alive comment every `keepAlive`,
+    /// until the stream ends or the client goes; `written` sees each event (not the comments)
+    /// once it was written. The GET stream of the bridge and of the gateway.
+    static func writeEvents(_ stream: AsyncStream<[UInt8]>, keepAlive: Duration, to writer: inout any ResponseBodyWriter,
+                            written: @Sendable ([UInt8]) -> Void) async {
+        let (ticks, tick) = AsyncStream<[UInt8]>.makeStream()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await event in stream { tick.yield(event) }
+                tick.finish()
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: keepAlive) } catch { break }
+                    tick.yield(Array(": keep-alive\n\n".utf8))
+                }
+            }
+            for await chunk in ticks {
+                do { try await writer.write(ByteBuffer(bytes: chunk)) } catch { break }
+                if chunk.first != UInt8(ascii: ":") { written(chunk) }
+            }
+            group.cancelAll()
+        }
+    }
 
     static let sseHeaders: HTTPFields = {
         var h = HTTPFields()

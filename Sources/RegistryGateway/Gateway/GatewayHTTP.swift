@@ -258,24 +258,7 @@ public final class GatewayHTTP: Sendable {
         var headers = Bridge.sseHeaders
         if let name = Self.sessionHeader { headers[name] = sessionID }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            let (ticks, tick) = AsyncStream<[UInt8]>.makeStream()
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await event in stream { tick.yield(event) }
-                    tick.finish()
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        do { try await Task.sleep(for: keepAlive) } catch { break }
-                        tick.yield(Array(": keep-alive\n\n".utf8))
-                    }
-                }
-                for await chunk in ticks {
-                    do { try await writer.write(ByteBuffer(bytes: chunk)) } catch { break }
-                    if chunk.first != UInt8(ascii: ":") { session.budget.release(chunk.count) }
-                }
-                group.cancelAll()
-            }
+            await Bridge.writeEvents(stream, keepAlive: keepAlive, to: &writer) { session.budget.release($0.count) }
             try? await writer.finish(nil)
         })
     }
