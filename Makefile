@@ -90,7 +90,7 @@ test: test-version test-swift test-c test-python test-node test-go test-conforma
 	@echo "make test: every suite passed"
 
 ## The version: VERSION is the one source; every copy (header, Swift, package metadata) agrees
-## (scripts/version.sh --set X.Y.Z writes them all).
+## (scripts/version.sh --set X.Y.Z writes them all), and the bindings' copies of the header are identical to it.
 test-version:
 	bash scripts/version.sh --check
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The version lives in VERSION (one line, MAJOR.MINOR.PATCH); the Makefile reads it, and this
 # script keeps every other copy in step:
-#   scripts/version.sh --check       every copy agrees with VERSION (make test-version; exit 1 if not)
+#   scripts/version.sh --check       every copy agrees with VERSION and the header copies are identical
+#                                    (make test-version; exit 1 if not)
 #   scripts/version.sh --set X.Y.Z   writes X.Y.Z into VERSION and every copy
 # The copies: include/peer_registry.h (PEERREG_VERSION, PEERREG_VERSION_NUMBER) and the
 # bindings' copies of it, Sources/RegistryKit/Version.swift (the C ABI, CLI, servers and prober
@@ -50,6 +51,10 @@ case "${1:-}" in
     expect bindings/node/package.json version "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' bindings/node/package.json)" "$v"
     expect bindings/python/pyproject.toml version "$(sed -n -E 's/^version = "([^"]*)".*/\1/p' bindings/python/pyproject.toml)" "$v"
     expect bindings/python/src/peer_registry/__init__.py __version__ "$(sed -n -E 's/^__version__ = "([^"]*)".*/\1/p' bindings/python/src/peer_registry/__init__.py)" "$v"
+    # The bindings carry copies of the header (each package must build on its own): the same bytes.
+    for h in "${headers[@]:1}"; do
+        cmp -s include/peer_registry.h "$h" || { echo "version.sh: $h differs from include/peer_registry.h; copy it" >&2; bad=1; }
+    done
     # Nothing else in the sources may spell the version out.
     if grep -rn --include='*.swift' -F "\"$v\"" Sources | grep -v '^Sources/RegistryKit/Version.swift:'; then
         echo "version.sh: the Swift sources above spell out $v; use PeerRegistryVersion" >&2
