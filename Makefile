@@ -146,7 +146,7 @@ test-supervise:
 ## peer-registry agent (docs/CLUSTER.md) on a real 3-member etcd cluster started on loopback
 ## ports (installs etcd-server when missing): publish/withdraw, scope, loopback rewrite, SIGKILL of
 ## an agent and of an etcd member, etcd fully down and back, 1,000 entries over 3 nodes.
-test-agent:
+test-agent: lib
 	$(SWIFT) build --product peer-registry
 	$(SWIFT) build --product registry-crowd-worker
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" \

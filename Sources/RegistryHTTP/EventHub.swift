@@ -17,6 +17,10 @@ import Synchronization
 /// a replaced registry directory), so an id from before a restart never matches: what changed
 /// while the server was down comes as a full state.
 ///
+/// Scope: a hub follows this machine's registry (`.local`), or that and the other machines'
+/// entries the cluster agent mirrors (`.cluster`, `/events?scope=cluster`); entries are then
+/// keyed by `node/id`, so the same id on two machines is two entries (docs/CLUSTER.md).
+///
 /// Memory: each message is encoded once into a `ByteBuffer` that every client shares; each
 /// client may have `clientBufferBytes` of messages waiting (besides the one being written) and
 /// is disconnected past that — its browser reconnects and gets the full state.
@@ -27,7 +31,8 @@ final class EventHub: Sendable {
     }
 
     private struct State {
-        /// The live entries by id, and their order (file order, new ones appended).
+        /// The live entries by `clusterKey` (the id, or `node/id` for a remote one), and their
+        /// order (file order, new ones appended).
         var servers: [String: ServerEntry] = [:]
         var order: [String] = []
         var generation: Int64 = -1
@@ -46,11 +51,14 @@ final class EventHub: Sendable {
 
     let source: RegistrySource
     let clientBufferBytes: Int
+    /// Which entries the hub follows: this machine's, or the whole cluster's.
+    let scope: EntryScope
     private let state: Mutex<State>
 
-    init(source: RegistrySource, clientBufferBytes: Int) {
+    init(source: RegistrySource, clientBufferBytes: Int, scope: EntryScope = .local) {
         self.source = source
         self.clientBufferBytes = clientBufferBytes
+        self.scope = scope
         self.state = Mutex(State(epoch: Self.newEpoch()))
     }
 
@@ -170,7 +178,7 @@ final class EventHub: Sendable {
     /// Reads the state once, so the first clients need not wait for the watch to start.
     func prime() {
         do throws(RegistryError) {
-            let listing = try source.registry.list()
+            let listing = try source.registry.list(ServerFilter(scope: scope))
             broadcast { s in Self.replace(&s, with: listing) }
         } catch {
             fail(error)
@@ -215,8 +223,8 @@ final class EventHub: Sendable {
         do {
             // Watch first, then list: a change between the two shows up in both, and
             // applying it twice changes nothing.
-            let changes = try registry.changes()
-            let listing = try registry.list()
+            let changes = try registry.changes(ServerFilter(scope: scope))
+            let listing = try registry.list(ServerFilter(scope: scope))
             broadcast { s in Self.replace(&s, with: listing) }
             for try await event in changes {
                 broadcast { s in Self.apply(event, to: &s) }
@@ -242,8 +250,8 @@ final class EventHub: Sendable {
     private static func replace(_ s: inout State, with listing: RegistryListing) -> ByteBuffer? {
         let recovered = s.failure != nil || !s.ready
         var servers: [String: ServerEntry] = [:]
-        for e in listing.servers { servers[e.id] = EntrySecrets.redacted(e) }
-        let order = listing.servers.map(\.id)
+        for e in listing.servers { servers[e.clusterKey] = EntrySecrets.redacted(e) }
+        let order = listing.servers.map(\.clusterKey)
         let same = s.ready && servers == s.servers && order == s.order
         if same, !recovered, listing.generation == s.generation { return nil }
         s.failure = nil
@@ -258,10 +266,10 @@ final class EventHub: Sendable {
     private static func apply(_ event: RegistryEvent, to s: inout State) -> ByteBuffer? {
         let event = EntrySecrets.redacted(event)
         for e in event.added + event.changed {
-            if s.servers.updateValue(e, forKey: e.id) == nil { s.order.append(e.id) }
+            if s.servers.updateValue(e, forKey: e.clusterKey) == nil { s.order.append(e.clusterKey) }
         }
-        for e in event.removed where s.servers.removeValue(forKey: e.id) != nil {
-            s.order.removeAll { $0 == e.id }
+        for e in event.removed where s.servers.removeValue(forKey: e.clusterKey) != nil {
+            s.order.removeAll { $0 == e.clusterKey }
         }
         advanceID(&s, generation: event.generation)
         return ByteBuffer(string: SSE.message(id: s.eventID, event: "change", data: event.jsonText))

@@ -63,6 +63,8 @@ public struct RegistryHTTPServer: Sendable {
     public let source: RegistrySource
     public let configuration: Configuration
     let hub: EventHub
+    /// `/events?scope=cluster`: this machine's and the other machines' entries (docs/CLUSTER.md).
+    let clusterHub: EventHub
     let assets: StaticAssets
     let logger: Logger
     let tracker: ConnectionTracker
@@ -80,6 +82,7 @@ public struct RegistryHTTPServer: Sendable {
         self.source = source
         self.configuration = configuration
         self.hub = EventHub(source: source, clientBufferBytes: configuration.limits.clientBufferBytes)
+        self.clusterHub = EventHub(source: source, clientBufferBytes: configuration.limits.clientBufferBytes, scope: .cluster)
         self.assets = StaticAssets(directory: configuration.staticDirectory)
         self.tracker = ConnectionTracker(limits: configuration.limits)
         var log = logger ?? Logger(label: "peer-registry.serve")
@@ -99,14 +102,15 @@ public struct RegistryHTTPServer: Sendable {
     public func run(stopOnSignals: Bool = false, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         try configuration.policy.validate()
         hub.prime()
+        clusterHub.prime()
         let router = makeRouter()
-        let hub = self.hub
+        let hubs = [self.hub, self.clusterHub]
         let keepAlive = configuration.keepAliveInterval
         let app = Application(
             router: router,
             server: PolicedServer.http1(tracker),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "peer-registry"),
-            services: [HubService(hub: hub, keepAlive: keepAlive)],
+            services: hubs.map { HubService(hub: $0, keepAlive: keepAlive) },
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
@@ -118,6 +122,7 @@ public struct RegistryHTTPServer: Sendable {
         router.add(middleware: PolicyMiddleware(policy: configuration.policy, tokenHint: tokenHint))
         let source = self.source
         let hub = self.hub
+        let clusterHub = self.clusterHub
         let assets = self.assets
         let tracker = self.tracker
         let cache = self.listingCache
@@ -189,7 +194,7 @@ public struct RegistryHTTPServer: Sendable {
                 let listing = try registry.list()
                 return HTTPJSON.response(replaced ? .serviceUnavailable : .ok, JSONValue.object(JSONObject([
                     ("ok", .bool(!replaced)), ("registry", path), ("generation", .int(listing.generation)),
-                    ("servers", .int(listing.servers.count)), ("sseClients", .int(hub.clientCount)),
+                    ("servers", .int(listing.servers.count)), ("sseClients", .int(hub.clientCount + clusterHub.clientCount)),
                     ("connections", .int(tracker.count)), ("maxConnections", .int(tracker.maxConnections)),
                     ("eventID", .string(hub.currentEventID)),
                 ])).jsonText)
@@ -201,7 +206,15 @@ public struct RegistryHTTPServer: Sendable {
         }
 
         router.get("/events") { request, context in
-            let subscription = hub.subscribe(lastEventID: request.headers[EventHub.lastEventIDHeader])
+            // ?scope=cluster: the other machines' entries too, keyed by node and id.
+            var scope = EntryScope.local
+            if let raw = request.uri.queryParameters["scope"] {
+                guard let s = EntryScope(rawValue: String(raw).lowercased()) else {
+                    return HTTPJSON.error(.badRequest, "scope=\(raw.prefix(20)): use local or cluster", code: RegistryError.Code.invalid.name)
+                }
+                scope = s
+            }
+            let subscription = (scope == .cluster ? clusterHub : hub).subscribe(lastEventID: request.headers[EventHub.lastEventIDHeader])
             // A client that leaves ends its stream now, not at the next message.
             context.channel.closeFuture.whenComplete { _ in subscription.cancel() }
             var headers = HTTPFields()
@@ -217,6 +230,7 @@ public struct RegistryHTTPServer: Sendable {
                 } onGracefulShutdown: {
                     // Ends every stream now, so the server's shutdown does not wait for browsers.
                     hub.shutdown()
+                    clusterHub.shutdown()
                 }
                 try await writer.finish(nil)
             })

@@ -40,7 +40,8 @@ public struct RegistryTools: Sendable {
                 declared tools/resources/prompts and health. Dead registrants never appear. \
                 Optional filters (all must hold): healthy (true: only HEALTHY; false: only \
                 servers that are not HEALTHY), transport (http, sse, ws or stdio), tool (only \
-                servers declaring that tool name).
+                servers declaring that tool name), scope ("cluster": also the servers of the other \
+                machines, mirrored by the cluster agent, each with its "node").
                 """,
             inputSchema: [
                 "type": "object",
@@ -48,6 +49,7 @@ public struct RegistryTools: Sendable {
                     "healthy": ["type": "boolean", "description": "true: only HEALTHY servers; false: only servers that are not HEALTHY."],
                     "transport": ["type": "string", "enum": .array(Schemas.transports)],
                     "tool": ["type": "string", "minLength": 1, "description": "Only servers declaring this tool name."],
+                    "scope": Schemas.scopeArgument,
                 ],
                 "additionalProperties": false,
             ],
@@ -74,13 +76,16 @@ public struct RegistryTools: Sendable {
                 The one live server that handles a capability. Tools and prompts: "server.name" is \
                 qualified; a bare name goes to the one server declaring it, preferring HEALTHY over \
                 DEGRADED over UNKNOWN (DOWN servers never resolve); a tie is an error listing the \
-                candidates. Resources: the longest declared prefix of the URI wins.
+                candidates. Resources: the longest declared prefix of the URI wins. With scope \
+                "cluster", the other machines' servers are candidates too (at equal health a local \
+                server wins).
                 """,
             inputSchema: [
                 "type": "object",
                 "properties": [
                     "kind": ["type": "string", "enum": ["tool", "resource", "prompt"]],
                     "name": ["type": "string", "minLength": 1, "description": "A tool or prompt name (bare or server-qualified), or a resource URI."],
+                    "scope": Schemas.scopeArgument,
                 ],
                 "required": ["kind", "name"],
                 "additionalProperties": false,
@@ -120,9 +125,9 @@ public struct RegistryTools: Sendable {
         do throws(ToolFailure) {
             let structured: JSONObject
             switch name {
-            case Self.list: structured = try listInstances(Arguments(arguments, tool: name, known: ["healthy", "transport", "tool"]))
+            case Self.list: structured = try listInstances(Arguments(arguments, tool: name, known: ["healthy", "transport", "tool", "scope"]))
             case Self.get: structured = try getServer(Arguments(arguments, tool: name, known: ["id"]))
-            case Self.resolve: structured = try resolveName(Arguments(arguments, tool: name, known: ["kind", "name"]))
+            case Self.resolve: structured = try resolveName(Arguments(arguments, tool: name, known: ["kind", "name", "scope"]))
             default: structured = try await reportHealth(Arguments(arguments, tool: name, known: ["id", "probe"]))
             }
             return CallTool.Result(
@@ -147,6 +152,7 @@ public struct RegistryTools: Sendable {
             filter.transport = transport
         }
         filter.tool = try args.string("tool")
+        filter.scope = try args.scope()
         return try registryCall { () throws(RegistryError) in try registry.list(filter).view }
     }
 
@@ -165,7 +171,8 @@ public struct RegistryTools: Sendable {
         default: throw args.failure("argument \"kind\" must be \"tool\", \"resource\" or \"prompt\" (got \"\(kindName.prefix(40))\")")
         }
         guard let name = try args.string("name", required: true) else { throw args.failure("argument \"name\" is required") }
-        let server = try registryCall { () throws(RegistryError) in try registry.resolve(kind, name) }
+        let scope = try args.scope()
+        let server = try registryCall { () throws(RegistryError) in try registry.resolve(kind, name, scope: scope) }
         return JSONObject([("kind", .string(kind.name)), ("name", .string(name)), ("server", .object(server.view))])
     }
 
@@ -235,6 +242,15 @@ struct Arguments {
         case .bool(let b)?: return b
         case let other?: throw failure("argument \"\(key)\" must be a boolean (true or false), not \(Arguments.typeName(other))")
         }
+    }
+
+    /// The optional `scope` argument: `local` (the default) or `cluster`.
+    func scope() throws(ToolFailure) -> EntryScope {
+        guard let raw = try string("scope") else { return .local }
+        guard let scope = EntryScope(rawValue: raw) else {
+            throw failure("argument \"scope\" must be \"local\" or \"cluster\" (got \"\(raw.prefix(40))\")")
+        }
+        return scope
     }
 
     /// The required `id` argument, checked against the id syntax.

@@ -44,6 +44,9 @@ enum Schemas {
             "health": health,
             "requiresSession": ["type": "boolean"],
             "metadata": ["description": "Anything the registrant published."],
+            "scope": ["type": "string", "enum": ["local", "cluster"]],
+            "node": ["type": "string", "description": "The machine a remote entry lives on (scope cluster only)."],
+            "stale": ["type": "boolean", "description": "A remote entry this machine's cluster agent cannot vouch for (etcd lost, or the agent is not running)."],
         ],
         "required": ["id"],
     ]
@@ -75,6 +78,11 @@ enum Schemas {
             "health": health,
         ],
         "required": ["id", "probed", "health"],
+    ]
+
+    static let scopeArgument: Value = [
+        "type": "string", "enum": ["local", "cluster"], "default": "local",
+        "description": "local: this machine's servers; cluster: also the other machines' servers, mirrored by the cluster agent (docs/CLUSTER.md).",
     ]
 
     static let idArgument: Value = [

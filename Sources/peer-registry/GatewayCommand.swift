@@ -46,6 +46,11 @@ struct GatewayCommand: AsyncParsableCommand {
         "Hide what matches: a glob on server ids and tool/prompt names (repeatable).", valueName: "glob"))
     var exclude: [String] = []
 
+    @Option(help: ArgumentHelp(
+        "local: this machine's servers (default); cluster: also the other machines' servers that `peer-registry agent` mirrors, named <node>__<id>__<tool>.",
+        valueName: "scope"))
+    var scope: EntryScope = .local
+
     @Flag(name: .customLong("no-auth"), help: "--http without a token (any local process may call it).")
     var noAuth = false
 
@@ -105,6 +110,7 @@ struct GatewayCommand: AsyncParsableCommand {
         gatewayOptions.filter = GatewayFilter(include: include, exclude: exclude)
         gatewayOptions.requestTimeout = .milliseconds(Int64(callTimeout * 1000))
         gatewayOptions.writeHealth = !noHealth
+        gatewayOptions.scope = scope
         let gateway = Gateway(registry: registry, options: gatewayOptions, logger: logger)
         services.append(.init(service: gateway))
         if let httpPort {

@@ -13,15 +13,9 @@ if [ ! -f "$PEER_REGISTRY_LIB" ]; then
     exit 1
 fi
 # The official MCP Python SDK (2.x: MCPServer, ClientSession) for the probe, example and
-# peer_registry.mcp tests, and pytest: installed when missing, as tests/mcp/run.sh does.
-if ! python3 -c 'import importlib.metadata as m, sys; sys.exit(m.version("mcp").split(".")[0] != "2")' 2>/dev/null; then
-    echo "run-tests.sh: installing the MCP Python SDK: python3 -m pip install 'mcp>=2.3,<3'" >&2
-    python3 -m pip install --quiet --disable-pip-version-check 'mcp>=2.3,<3'
-fi
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    echo "run-tests.sh: installing pytest: python3 -m pip install pytest" >&2
-    python3 -m pip install --quiet --disable-pip-version-check pytest
-fi
+# peer_registry.mcp tests, and pytest: installed when missing (scripts/python-deps.sh).
+. "$root/scripts/python-deps.sh"
+python_deps mcp pytest
 
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1

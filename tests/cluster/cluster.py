@@ -8,6 +8,7 @@ kernels, real network partitions and latency) is said in docs/CLUSTER.md.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -237,6 +238,19 @@ class Machine:
 
     def remote_keys(self) -> set[str]:
         return {f"{e['node']}/{e['id']}" for e in self.remote()}
+
+    @contextlib.contextmanager
+    def serving(self):
+        """`peer-registry serve` on this machine's registry: yields (base URL, token)."""
+        serve = subprocess.Popen([self.cli, "serve", "--port", "0", "--registry", self.registry],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            url = serve.stdout.readline().strip()  # http://127.0.0.1:PORT/?token=...
+            base, token = url.split("/?token=")
+            yield base, token
+        finally:
+            serve.terminate()
+            serve.wait(timeout=20)
 
     def stop(self):
         for p in self.holders:

@@ -11,10 +11,9 @@ cd "$root"
 SWIFT="${SWIFT:-swift}"
 
 python3 -c 'import sys; sys.path.insert(0, "'"$here"'"); import cluster; cluster.require_etcd()'
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    echo "run.sh: installing pytest: python3 -m pip install pytest" >&2
-    python3 -m pip install --quiet --disable-pip-version-check pytest
-fi
+# The gateway-across-nodes test: the official MCP SDK as backend and client.
+. "$root/scripts/python-deps.sh"
+python_deps mcp pytest uvicorn
 if [ -z "${PEER_REGISTRY_BIN:-}" ] || [ -z "${PEER_REGISTRY_WORKER:-}" ]; then
     "$SWIFT" build --product peer-registry
     "$SWIFT" build --product registry-crowd-worker
@@ -23,6 +22,8 @@ if [ -z "${PEER_REGISTRY_BIN:-}" ] || [ -z "${PEER_REGISTRY_WORKER:-}" ]; then
     PEER_REGISTRY_WORKER="${PEER_REGISTRY_WORKER:-$bin/registry-crowd-worker}"
 fi
 export PEER_REGISTRY_BIN PEER_REGISTRY_WORKER
+export PEER_REGISTRY_LIB="${PEER_REGISTRY_LIB:-$root/build/lib/libpeerregistry.so}"
+[ -f "$PEER_REGISTRY_LIB" ] || make lib
 export PYTHONDONTWRITEBYTECODE=1
 cd "$here"
 exec python3 -m pytest -q -p no:cacheprovider test_agent.py "$@"

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -351,27 +352,189 @@ def test_serve_answers_with_cluster_scope(world):
     A, B = m["A"], m["B"]
     A.register_static(entry("served", "http://10.1.2.3:8701/mcp", tools=["served-tool"]))
     wait_until(lambda: "A/served" in B.remote_keys(), 10, "A/served on B")
-    serve = subprocess.Popen([CLI, "serve", "--port", "0", "--registry", B.registry], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
     try:
-        url = serve.stdout.readline().strip()  # http://127.0.0.1:PORT/?token=...
-        base, token = url.split("/?token=")
-        def get(path):
-            req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
-            try:
-                with urllib.request.urlopen(req, timeout=10) as r:
-                    return r.status, json.loads(r.read())
-            except urllib.error.HTTPError as e:
-                return e.code, json.loads(e.read())
-        status, local = get("/servers")
-        assert status == 200 and local["servers"] == []
-        status, cluster = get("/servers?scope=cluster")
-        assert status == 200 and [(e["id"], e["node"]) for e in cluster["servers"]] == [("served", "A")]
-        assert get("/resolve?tool=served-tool")[0] == 404
-        status, resolved = get("/resolve?tool=served-tool&scope=cluster")
-        assert status == 200 and resolved["node"] == "A"
-        assert get("/servers?scope=galaxy")[0] == 400
+        with B.serving() as (base, token):
+            def get(path):
+                req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        return r.status, json.loads(r.read())
+                except urllib.error.HTTPError as e:
+                    return e.code, json.loads(e.read())
+            status, local = get("/servers")
+            assert status == 200 and local["servers"] == []
+            status, cluster = get("/servers?scope=cluster")
+            assert status == 200 and [(e["id"], e["node"]) for e in cluster["servers"]] == [("served", "A")]
+            assert get("/resolve?tool=served-tool")[0] == 404
+            status, resolved = get("/resolve?tool=served-tool&scope=cluster")
+            assert status == 200 and resolved["node"] == "A"
+            assert get("/servers?scope=galaxy")[0] == 400
     finally:
-        serve.terminate()
-        serve.wait(timeout=20)
         A.unregister("served")
+
+
+def _sse_events(response, want: int, timeout: float):
+    """The next `want` events (name, data) of an SSE response, skipping comments; the
+    response's socket timeout bounds each read."""
+    events, name, data = [], None, []
+    deadline = time.monotonic() + timeout
+    while len(events) < want:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(events)} SSE events within {timeout} s: {events}")
+        line = response.readline().decode()
+        if line == "":
+            raise AssertionError(f"the SSE stream ended after {events}")
+        if line in ("\n", "\r\n"):
+            if name is not None and data:
+                events.append((name, json.loads("".join(data))))
+            name, data = None, []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    return events
+
+
+def test_serve_events_follow_the_cluster_with_scope(world):
+    """`/events?scope=cluster`: the state names the other nodes' entries (with node), a
+    registration on another node arrives as a change; `/events` alone stays local."""
+    import urllib.request
+    _, m = world
+    A, B = m["A"], m["B"]
+    A.register_static(entry("streamed", "http://10.1.2.3:8711/mcp", tools=["t1"]))
+    wait_until(lambda: "A/streamed" in B.remote_keys(), 10, "A/streamed on B")
+    try:
+        with B.serving() as (base, token):
+            headers = {"Authorization": f"Bearer {token}"}
+            with urllib.request.urlopen(urllib.request.Request(base + "/events?scope=cluster", headers=headers), timeout=20) as r:
+                [(name, state)] = _sse_events(r, 1, 10)
+                assert name == "state"
+                assert ("A", "streamed") in [(e.get("node"), e["id"]) for e in state["servers"]]
+                # The same id on two nodes is two entries: register "streamed" on B too.
+                B.register_static(entry("streamed", "http://10.9.9.9:8712/mcp", scope=None))
+                A.register_static(entry("streamed-2", "http://10.1.2.3:8713/mcp"))
+                got = []
+                while not any(e.get("node") == "A" and e["id"] == "streamed-2" for _, ev in got for e in ev["added"]):
+                    got += _sse_events(r, 1, 10)
+                added = [(e.get("node"), e["id"]) for _, ev in got for e in ev["added"]]
+                assert (None, "streamed") in added and ("A", "streamed-2") in added
+                assert all(name == "change" for name, _ in got)
+            with urllib.request.urlopen(urllib.request.Request(base + "/events", headers=headers), timeout=20) as r:
+                [(name, state)] = _sse_events(r, 1, 10)
+                assert [(e.get("node"), e["id"]) for e in state["servers"]] == [(None, "streamed")]
+            try:
+                urllib.request.urlopen(urllib.request.Request(base + "/events?scope=galaxy", headers=headers), timeout=10)
+                raise AssertionError("scope=galaxy accepted")
+            except urllib.error.HTTPError as e:
+                assert e.code == 400 and "scope" in json.loads(e.read())["error"]
+    finally:
+        B.unregister("streamed")
+        A.unregister("streamed")
+        A.unregister("streamed-2")
+
+
+def test_mcp_tools_take_a_scope(world):
+    """`peer-registry mcp` on B: instances/list and servers/resolve with scope "cluster" see A's
+    server (with its node); without it they do not; a bad scope is a tool error."""
+    _, m = world
+    A, B = m["A"], m["B"]
+    A.register_static(entry("mcp-far", "http://10.1.2.3:8721/mcp", tools=["far-tool"]))
+    wait_until(lambda: "A/mcp-far" in B.remote_keys(), 10, "A/mcp-far on B")
+    p = subprocess.Popen([CLI, "mcp", "--registry", B.registry], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    try:
+        def rpc(i, method, params=None):
+            p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params or {}}) + "\n")
+            p.stdin.flush()
+            while True:
+                message = json.loads(p.stdout.readline())
+                if message.get("id") == i:
+                    return message
+        rpc(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                              "clientInfo": {"name": "cluster-test", "version": "1"}})
+        p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        p.stdin.flush()
+        def call(i, name, arguments):
+            return rpc(i, "tools/call", {"name": name, "arguments": arguments})["result"]
+        listed = call(2, "instances/list", {"scope": "cluster"})
+        assert not listed.get("isError"), listed
+        assert ("A", "mcp-far") in [(e.get("node"), e["id"]) for e in listed["structuredContent"]["servers"]]
+        local = call(3, "instances/list", {})
+        assert "mcp-far" not in [e["id"] for e in local["structuredContent"]["servers"]]
+        resolved = call(4, "servers/resolve", {"kind": "tool", "name": "far-tool", "scope": "cluster"})
+        assert not resolved.get("isError"), resolved
+        assert resolved["structuredContent"]["server"]["node"] == "A"
+        assert call(5, "servers/resolve", {"kind": "tool", "name": "far-tool"})["isError"] is True
+        bad = call(6, "instances/list", {"scope": "galaxy"})
+        assert bad["isError"] is True and "scope" in bad["content"][0]["text"]
+    finally:
+        p.stdin.close()
+        p.wait(timeout=20)
+        A.unregister("mcp-far")
+
+
+def test_gateway_on_one_node_calls_a_tool_on_another(world):
+    """A real MCP server (the official SDK's MCPServer) on machine A, listening on A's address;
+    the gateway on B with --scope cluster shows it as A__far__<tool>, routes calls to it by
+    that name, by A/far.<tool> and by the bare name; when the server dies its tools go and the
+    client hears list_changed. Without --scope cluster the gateway does not show it."""
+    import asyncio
+    backend_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway", "servers", "backend.py")
+    _, m = world
+    A, B = m["A"], m["B"]
+    backend = subprocess.Popen([sys.executable, backend_script, "--registry", A.registry, "--id", "far",
+                                "--bind", "127.0.0.2", "--scope", "cluster", "--tools", "forecast"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        backend.stdout.readline()
+        wait_until(lambda: "A/far" in B.remote_keys(), 15, "A/far on B")
+        [far] = [e for e in B.remote() if e["id"] == "far"]
+        assert far["url"].startswith("http://127.0.0.2:")
+
+        async def scenario():
+            from mcp import ClientSession
+            from mcp.client.stdio import StdioServerParameters, stdio_client
+            changed = asyncio.Event()
+
+            async def on_message(message):
+                if getattr(getattr(message, "root", message), "method", None) == "notifications/tools/list_changed":
+                    changed.set()
+
+            log = open(os.path.join(B.dir, "gateway.log"), "a")
+            local = StdioServerParameters(command=CLI, args=["gateway", "--registry", B.registry])
+            async with stdio_client(local, errlog=log) as (r, w), ClientSession(r, w) as s:
+                await s.initialize()
+                assert not [t.name for t in (await s.list_tools()).tools if "far" in t.name]
+            cluster = StdioServerParameters(command=CLI, args=["gateway", "--registry", B.registry, "--scope", "cluster"])
+            async with stdio_client(cluster, errlog=log) as (r, w), ClientSession(r, w, message_handler=on_message) as s:
+                await s.initialize()
+                names = [t.name for t in (await s.list_tools()).tools]
+                assert "A__far__forecast" in names and "A__far__echo" in names, names
+                for name in ("A__far__forecast", "A/far.forecast", "forecast"):
+                    result = await s.call_tool(name, {})
+                    assert not result.is_error and result.content[0].text == "far:forecast", (name, result)
+                result = await s.call_tool("A__far__echo", {"text": "across"})
+                assert result.content[0].text == "far:across"
+                # The gateway's own list is the cluster's.
+                own = await s.call_tool("instances_list", {})
+                assert ("A", "far") in [(e.get("node"), e["id"]) for e in own.structured_content["servers"]]
+                changed.clear()
+                backend.send_signal(signal.SIGKILL)
+                backend.wait()
+                await asyncio.wait_for(changed.wait(), 15)
+                names = [t.name for t in (await s.list_tools()).tools]
+                assert not [n for n in names if n.startswith("A__far__")], names
+                # A call to it fails at once with a JSON-RPC error naming the server.
+                from mcp.shared.exceptions import MCPError
+                try:
+                    await s.call_tool("A__far__forecast", {})
+                    raise AssertionError("a call to a dead remote server succeeded")
+                except MCPError as e:
+                    assert "A/far" in str(e), e
+
+        asyncio.run(scenario())
+    finally:
+        if backend.poll() is None:
+            backend.kill()
+            backend.wait()
+    wait_until(lambda: "A/far" not in B.remote_keys(), 15, "A/far withdrawn")

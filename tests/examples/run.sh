@@ -8,19 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-mcp_requirement='mcp>=2.3,<3'
-if ! python3 - <<'PY' 2>/dev/null
-import importlib.metadata as m, sys
-sys.exit(0 if int(m.version("mcp").split(".")[0]) == 2 else 1)
-PY
-then
-    echo "run.sh: installing the MCP Python SDK: python3 -m pip install '$mcp_requirement'" >&2
-    python3 -m pip install --quiet --disable-pip-version-check "$mcp_requirement"
-fi
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    echo "run.sh: installing pytest: python3 -m pip install pytest" >&2
-    python3 -m pip install --quiet --disable-pip-version-check pytest
-fi
+. "$root/scripts/python-deps.sh"
+python_deps mcp pytest
 "$root/scripts/require-go.sh"
 command -v node >/dev/null || { echo "run.sh: node is missing: apt-get install -y nodejs" >&2; exit 1; }
 

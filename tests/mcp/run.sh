@@ -10,21 +10,8 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 SWIFT="${SWIFT:-swift}"
 
-# The tests use the SDK's 2.x API (snake_case result fields, ClientSession.initialize).
-mcp_requirement='mcp>=2.3,<3'
-if ! python3 - <<'PY' 2>/dev/null
-import importlib.metadata as m, sys
-major = int(m.version("mcp").split(".")[0])
-sys.exit(0 if major == 2 else 1)
-PY
-then
-    echo "run.sh: installing the MCP Python SDK: python3 -m pip install '$mcp_requirement'" >&2
-    python3 -m pip install --quiet --disable-pip-version-check "$mcp_requirement"
-fi
-if ! python3 -c 'import pytest' 2>/dev/null; then
-    echo "run.sh: installing pytest: python3 -m pip install pytest" >&2
-    python3 -m pip install --quiet --disable-pip-version-check pytest
-fi
+. "$root/scripts/python-deps.sh"
+python_deps mcp pytest
 
 if [ -z "${PEER_REGISTRY_BIN:-}" ]; then
     "$SWIFT" build --product peer-registry

@@ -103,7 +103,8 @@ def test_initialize_and_list_tools(peer_registry_bin: str, registry_path: str) -
                 assert tool.output_schema is not None and tool.output_schema["type"] == "object"
                 assert tool.description
             by_name = {t.name: t for t in tools}
-            assert set(by_name["instances/list"].input_schema["properties"]) == {"healthy", "transport", "tool"}
+            assert set(by_name["instances/list"].input_schema["properties"]) == {"healthy", "transport", "tool", "scope"}
+            assert by_name["servers/resolve"].input_schema["properties"]["scope"]["enum"] == ["local", "cluster"]
             assert by_name["servers/get"].input_schema["required"] == ["id"]
             assert by_name["servers/resolve"].input_schema["required"] == ["kind", "name"]
             assert set(by_name["servers/health"].input_schema["properties"]) == {"id", "probe"}

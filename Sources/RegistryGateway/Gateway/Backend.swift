@@ -13,6 +13,8 @@ final class Backend: Sendable {
         case closed
     }
 
+    /// The entry's `clusterKey`: its id for this machine's servers, `node/id` for another
+    /// machine's (with `--scope cluster`), so the same id on two machines is two backends.
     let id: String
     /// The entry as registered (url, headers). A new url, headers or owner makes a new Backend.
     let entry: ServerEntry
@@ -30,7 +32,7 @@ final class Backend: Sendable {
     private let state: Mutex<State>
 
     init(entry: ServerEntry) {
-        self.id = entry.id
+        self.id = entry.clusterKey
         self.entry = entry
         self.state = Mutex(State(health: entry.health.status))
     }

@@ -57,6 +57,12 @@ struct Catalog: Sendable {
     var resourcesResult: [UInt8] = Array(#"{"resources":[]}"#.utf8)
     var templatesResult: [UInt8] = Array(#"{"resourceTemplates":[]}"#.utf8)
 
+    /// The prefix of a backend's exposed names: its id, or `<node>__<id>` for another machine's
+    /// server (backend key `node/id`).
+    static func label(of key: String) -> String {
+        key.contains("/") ? key.replacingOccurrences(of: "/", with: "__") : key
+    }
+
     /// The catalog of `backends` (sorted by id, so every collision is settled the same way on
     /// every run), plus the gateway's own tools.
     static func build(_ backends: [(id: String, lists: BackendLists)], filter: GatewayFilter, ownTools: [JSONObject]) -> Catalog {
@@ -73,9 +79,10 @@ struct Catalog: Sendable {
             func add(_ objects: [JSONObject], into table: inout [String: CatalogItem], byName: inout [String: [CatalogItem]], out: inout [JSONValue]) {
                 for object in objects {
                     guard let name = object["name"]?.stringValue, !name.isEmpty else { continue }
-                    var exposed = GatewayNames.exposed(id: id, name: name)
+                    let label = Catalog.label(of: id)
+                    var exposed = GatewayNames.exposed(id: label, name: name)
                     // Two different (id, name) pairs can meet ("a__b"+"c", "a"+"b__c"): the later one is hashed.
-                    if table[exposed] != nil { exposed = GatewayNames.shortened(id + "__" + name + "\u{0}") }
+                    if table[exposed] != nil { exposed = GatewayNames.shortened(label + "__" + name + "\u{0}") }
                     guard table[exposed] == nil, filter.allows(server: id, names: [exposed, name]) else { continue }
                     let item = CatalogItem(backend: id, name: name, exposed: exposed)
                     table[exposed] = item

@@ -22,8 +22,12 @@ public final class Gateway: Service, Sendable {
         public var filter = GatewayFilter()
         /// How long a routed request may wait for its backend.
         public var requestTimeout: Duration = .seconds(30)
-        /// Write what the gateway observes (reachable or not) as the entries' health.
+        /// Write what the gateway observes (reachable or not) as the entries' health (this
+        /// machine's entries only: another machine's belong to its own registry).
         public var writeHealth = true
+        /// `.cluster`: also the other machines' servers that `peer-registry agent` mirrors
+        /// (docs/CLUSTER.md), exposed as `<node>__<id>__<name>`.
+        public var scope: EntryScope = .local
         public init() {}
     }
 
@@ -120,8 +124,8 @@ public final class Gateway: Service, Sendable {
     // MARK: - Following the registry
 
     public func run() async throws {
-        let changes = try registry.changes()
-        let initial = try registry.list()
+        let changes = try registry.changes(ServerFilter(scope: options.scope))
+        let initial = try registry.list(ServerFilter(scope: options.scope))
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {
@@ -133,7 +137,7 @@ public final class Gateway: Service, Sendable {
                 }
                 do {
                     for try await event in changes {
-                        for e in event.removed { self.removed(e.id) }
+                        for e in event.removed { self.removed(e.clusterKey) }
                         for e in event.added { group.addTask { await self.added(e) } }
                         for e in event.changed { group.addTask { await self.changed(e) } }
                     }
@@ -159,14 +163,15 @@ public final class Gateway: Service, Sendable {
     private func added(_ entry: ServerEntry) async {
         guard Self.isUpstream(entry) else { return }
         let backend = Backend(entry: entry)
-        state.withLock { s in s.departed.removeAll { $0 == entry.id } }
+        let key = backend.id
+        state.withLock { s in s.departed.removeAll { $0 == key } }
         let replaced: Backend? = state.withLock { s in
-            defer { s.backends[entry.id] = backend }
-            return s.backends[entry.id]
+            defer { s.backends[key] = backend }
+            return s.backends[key]
         }
         if let replaced {
             replaced.close()
-            for session in liveSessions { session.forget(backend: entry.id) }
+            for session in liveSessions { session.forget(backend: key) }
         }
         await connect(backend)
     }
@@ -213,12 +218,12 @@ public final class Gateway: Service, Sendable {
     }
 
     private func changed(_ entry: ServerEntry) async {
-        guard let backend = state.withLock({ $0.backends[entry.id] }) else {
+        guard let backend = state.withLock({ $0.backends[entry.clusterKey] }) else {
             await added(entry)
             return
         }
         guard Self.isUpstream(entry) else {
-            removed(entry.id)
+            removed(entry.clusterKey)
             return
         }
         guard Backend.sameEndpoint(backend.entry, entry) else {
@@ -257,12 +262,12 @@ public final class Gateway: Service, Sendable {
     }
 
     private func writeHealth(_ backend: Backend, _ status: HealthStatus, _ message: String?) {
-        guard options.writeHealth else { return }
+        guard options.writeHealth, backend.entry.node == nil else { return }
         // A DOWN written by someone else (the supervisor's crash loop) keeps its message.
         if status == .down, backend.health == .down { return }
         let text = message.map { "gateway: " + String($0.prefix(1000)) } ?? "gateway: connected"
         let registry = self.registry
-        let id = backend.id
+        let id = backend.entry.id
         Task.detached {
             do throws(RegistryError) { try registry.setHealth(id, status, message: text) } catch {}
         }
@@ -282,13 +287,21 @@ public final class Gateway: Service, Sendable {
         var code = RPCErrorCode.invalidParams
     }
 
+    /// The backend key (`id`, or `node/id`) that `<label>__...` or `<key>.…` starts with, among
+    /// `keys`: the longest one.
+    static func serverKey(of name: String, among keys: some Sequence<String>) -> String? {
+        keys.filter { name.hasPrefix(Catalog.label(of: $0) + "__") || name.hasPrefix($0 + ".") }
+            .max { $0.utf8.count < $1.utf8.count }
+    }
+
     /// Why `<id>__...` or `<id>.…` names nothing now, when `<id>` is a server the gateway knows
     /// is hidden or gone: a JSON-RPC error naming it (-32000), not "unknown tool".
     private func unavailable(_ name: String) -> RouteError? {
-        let id: Substring
-        if let r = name.range(of: "__") { id = name[..<r.lowerBound] } else if let dot = name.firstIndex(of: ".") { id = name[..<dot] } else { return nil }
-        let server = String(id)
-        let (backend, departed) = state.withLock { ($0.backends[server], $0.departed.contains(server)) }
+        let (backend, departed, server): (Backend?, Bool, String?) = state.withLock { s in
+            guard let key = Self.serverKey(of: name, among: Array(s.backends.keys) + s.departed) else { return (nil, false, nil) }
+            return (s.backends[key], s.departed.contains(key), key)
+        }
+        guard let server else { return nil }
         if let backend, !backend.isVisible {
             switch backend.phase {
             case .unreachable(let why): return RouteError(message: why, code: RPCErrorCode.serverUnavailable)
@@ -319,22 +332,24 @@ public final class Gateway: Service, Sendable {
         if let item = catalog[keyPath: table][name] { return .success(item) }
         let word = kind == .tool ? "tool" : "prompt"
         let resolved: Result<ServerEntry, RegistryError> = {
-            do throws(RegistryError) { return .success(try registry.resolve(kind, name)) } catch { return .failure(error) }
+            do throws(RegistryError) { return .success(try registry.resolve(kind, name, scope: options.scope)) } catch { return .failure(error) }
         }()
+        // `id.name`, or `node/id.name` for another machine's server (ids and node names have no dot).
         var local = name
+        var server: String?
         if let dot = name.firstIndex(of: "."), catalog.backends.contains(String(name[..<dot])) {
             local = String(name[name.index(after: dot)...])
+            server = String(name[..<dot])
         }
         switch resolved {
         case .success(let entry):
-            if let item = catalog[keyPath: byName][local]?.first(where: { $0.backend == entry.id }) { return .success(item) }
+            if let item = catalog[keyPath: byName][local]?.first(where: { $0.backend == entry.clusterKey }) { return .success(item) }
         case .failure(let error) where error.code == .ambiguous:
             return .failure(RouteError(message: error.message))
         case .failure:
             break
         }
-        if local != name, let dot = name.firstIndex(of: ".") {
-            let server = String(name[..<dot])
+        if let server {
             if let item = catalog[keyPath: byName][local]?.first(where: { $0.backend == server }) { return .success(item) }
             if let gone = unavailable(name) { return .failure(gone) }
             return .failure(RouteError(message: "server \"\(server)\" has no \(word) \"\(local.prefix(200))\" (or it is DOWN, unreachable or filtered out)"))
@@ -359,8 +374,8 @@ public final class Gateway: Service, Sendable {
             return .failure(RouteError(message: "resource \"\(uri.prefix(200))\" is listed by \(owners.count) servers: \(owners.sorted().joined(separator: ", "))"))
         }
         do throws(RegistryError) {
-            let entry = try registry.resolveResource(uri)
-            if catalog.backends.contains(entry.id) { return .success(entry.id) }
+            let entry = try registry.resolve(.resource, uri, scope: options.scope)
+            if catalog.backends.contains(entry.clusterKey) { return .success(entry.clusterKey) }
         } catch {
             if error.code == .ambiguous { return .failure(RouteError(message: error.message)) }
         }
@@ -387,6 +402,8 @@ public final class Gateway: Service, Sendable {
             }
         }
         do {
+            // A cluster gateway's own list is the cluster's, unless the caller says otherwise.
+            if options.scope == .cluster, arguments?["scope"] == nil { arguments = (arguments ?? [:]).merging(["scope": .string("cluster")]) { a, _ in a } }
             let result = try await RegistryTools(registry: registry).call(RegistryTools.list, arguments: arguments)
             let data = try JSONEncoder().encode(result)
             return GatewaySession.result(m, Array(data))

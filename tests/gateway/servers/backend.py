@@ -3,6 +3,7 @@ registry through the library's Python binding, for the gateway's tests.
 
     backend.py --registry PATH --id ID [--port N] [--tools a,b] [--prompts p] [--resource URI]
                [--template URI_TEMPLATE] [--tool-name NAME] [--no-register] [--bearer TOKEN]
+               [--bind HOST] [--scope cluster]
 
 Binds 127.0.0.1 (port N, default any free one), prints the port, registers ID (lease: the
 entry goes when this process dies) with url http://127.0.0.1:PORT/mcp, transport http, the
@@ -11,7 +12,9 @@ declared tools/prompts/resources, then serves. Tools: `whoami` (the id and pid),
 MCP session), `slow` (sleeps, reporting progress), `grow` (adds the tool "extra" and sends
 tools/list_changed). --no-register: the test registers it (so the entry outlives a kill).
 --bearer: every request needs Authorization: Bearer TOKEN (401 otherwise), as the entry's
-headers say.
+headers say. --bind: listen on (and register) that loopback address instead, e.g. a cluster
+test's "machine" address 127.0.0.2 (the SDK's Host check then allows that address). --scope
+cluster: the entry opts in to publication by the cluster agent.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ parser.add_argument("--template", default="")
 parser.add_argument("--tool-name", action="append", default=[])
 parser.add_argument("--no-register", action="store_true")
 parser.add_argument("--bearer", default="")
+parser.add_argument("--bind", default="127.0.0.1")
+parser.add_argument("--scope", default="")
 options = parser.parse_args()
 
 server = MCPServer(options.id)
@@ -121,7 +126,13 @@ if options.template:
 
 
 def main() -> None:
-    app = server.streamable_http_app()
+    if options.bind == "127.0.0.1":
+        app = server.streamable_http_app()
+    else:
+        from mcp.server.transport_security import TransportSecuritySettings
+        app = server.streamable_http_app(host=options.bind, transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=[f"{options.bind}:*"],
+            allowed_origins=[f"http://{options.bind}:*"]))
     if options.bearer:
         inner = app
 
@@ -134,7 +145,7 @@ def main() -> None:
                     return
             await inner(scope, receive, send)
         app = guarded  # type: ignore[assignment]
-    sock = socket.create_server(("127.0.0.1", options.port))
+    sock = socket.create_server((options.bind, options.port))
     port = sock.getsockname()[1]
     print(port, flush=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
@@ -143,11 +154,13 @@ def main() -> None:
         return
     entry = dict(
         path=options.registry, id=options.id, name=f"Test backend {options.id}",
-        url=f"http://127.0.0.1:{port}/mcp", transport="http",
+        url=f"http://{options.bind}:{port}/mcp", transport="http",
         tools=["whoami", "echo", "count", "slow", "grow"] + [n for n in options.tools.split(",") if n] + options.tool_name,
         prompts=[n for n in options.prompts.split(",") if n],
         resources=options.resource,
     )
+    if options.scope:
+        entry["scope"] = options.scope
     if options.bearer:
         entry["headers"] = {"Authorization": f"Bearer {options.bearer}"}
     with peer_registry.registered(**entry):
