@@ -111,6 +111,26 @@ int prshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 
 int prshim_flock(int fd, int operation) { return flock(fd, operation); }
 
+static int ofd_lock(int fd, long offset, short type, int cmd, struct flock *out) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = (off_t)offset;
+    fl.l_len = 1;
+    int rc = fcntl(fd, cmd, &fl);
+    if (out) *out = fl;
+    return rc;
+}
+
+int prshim_ofd_share(int fd, long offset) { return ofd_lock(fd, offset, F_RDLCK, F_OFD_SETLK, NULL); }
+int prshim_ofd_unlock(int fd, long offset) { return ofd_lock(fd, offset, F_UNLCK, F_OFD_SETLK, NULL); }
+int prshim_ofd_contended(int fd, long offset) {
+    struct flock fl;
+    if (ofd_lock(fd, offset, F_WRLCK, F_OFD_GETLK, &fl) != 0) return -1;
+    return fl.l_type != F_UNLCK;
+}
+
 int prshim_contains(const void *haystack, long haystack_len, const void *needle, long needle_len) {
     if (needle_len <= 0) return 1;
     if (haystack_len < needle_len) return 0;

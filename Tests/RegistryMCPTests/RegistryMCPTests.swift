@@ -101,7 +101,7 @@ import Testing
                 (["transport": "pigeon"], "must be one of http, sse, ws, stdio"),
                 (["transport": 3], "argument \"transport\" must be a string, not a number"),
                 (["tool": ""], "argument \"tool\" must not be empty"),
-                (["helthy": true], "unknown argument \"helthy\" (it takes healthy, transport, tool)"),
+                (["helthy": true], "unknown argument \"helthy\" (it takes healthy, transport, tool, scope)"),
             ]
             for (args, expected) in cases {
                 let r = try await h.call("instances/list", args)

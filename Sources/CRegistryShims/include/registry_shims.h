@@ -39,6 +39,15 @@ int prshim_timerfd_arm(int fd, long long ms);    /* one shot in ms; 0 disarms */
 int prshim_pipe_cloexec(int fds[2]);
 /* flock(2), for code where Swift resolves `flock` to the struct of the same name. */
 int prshim_flock(int fd, int operation);
+/* Open-file-description byte locks (fcntl F_OFD_*, independent of flock) on one byte at
+ * `offset`: the writers' "waiting" marker (docs/FORMAT.md, "Writing").
+ * prshim_ofd_share: a shared lock, not waiting (0, or -1 with errno).
+ * prshim_ofd_unlock: releases this description's lock on the byte.
+ * prshim_ofd_contended: 1 when another description holds a lock on the byte, 0 when none,
+ * -1 with errno. */
+int prshim_ofd_share(int fd, long offset);
+int prshim_ofd_unlock(int fd, long offset);
+int prshim_ofd_contended(int fd, long offset);
 
 /* Whether needle occurs in haystack (memmem). */
 int prshim_contains(const void *haystack, long haystack_len, const void *needle, long needle_len);

@@ -52,7 +52,10 @@ final class AntiEntropy: Sendable {
 
     private func run() {
         let ifd = Sys.inotifyInit(path: directory)
-        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
+        // Not IN_CREATE: every library write creates the temp file, and a bypassing writer that
+        // creates the registry file anew is seen anyway (its delete or rename came first, or its
+        // close after writing).
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
         let watching = ifd >= 0 && Sys.inotifyWatch(ifd, directory, mask)
         let ep = Sys.epollCreate(path: directory)
         defer {
@@ -64,6 +67,7 @@ final class AntiEntropy: Sendable {
             if let wake { _ = Sys.epollAdd(ep, wake.read, path: directory) }
         }
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var libraryCookies = LibraryRenames()
         while !stopped.load(ordering: .acquiring) {
             let interval: Int32 = watching ? 1000 : 50
             var ready: Int32 = 0
@@ -79,7 +83,9 @@ final class AntiEntropy: Sendable {
                 while true {
                     let n = Sys.readAvailable(ifd, into: &buffer, path: directory)
                     if n <= 0 { break }
-                    if !relevant { relevant = namesFile(buffer, count: n) }
+                    // Every batch is scanned, relevant or not, so that each rename's cookie is
+                    // known when its second half arrives in a later read.
+                    if Self.namesFile(buffer, count: n, fileName: fileName, libraryRenames: &libraryCookies) { relevant = true }
                 }
             }
             if stopped.load(ordering: .acquiring) { break }
@@ -95,28 +101,53 @@ extension AntiEntropy {
     /// bypasses the library: anything done to the registry file (written in place, created,
     /// deleted, renamed from another name) or an overflow — but not a library write, which is
     /// the rename of `servers.json.tmp` over it (library writers copy every live entry).
-    fileprivate func namesFile(_ buffer: [UInt8], count: Int) -> Bool {
+    ///
+    /// The kernel queues a rename's two halves (`IN_MOVED_FROM` of the temp file, `IN_MOVED_TO`
+    /// of the registry file) one after the other, so a read can end between them: the cookies of
+    /// temp-file renames are kept across reads in `libraryRenames`. (Taking the second half for
+    /// a bypassing writer's made every other process re-read the file after about one write in
+    /// two under contention.)
+    static func namesFile(_ buffer: [UInt8], count: Int, fileName: String, libraryRenames libraryCookies: inout LibraryRenames) -> Bool {
         let header = MemoryLayout<inotify_event>.size
         var offset = 0
         let target = Array(fileName.utf8), temp = Array((fileName + ".tmp").utf8)
-        var libraryCookies = Set<UInt32>()
+        var relevant = false
         while offset + header <= count {
             let (mask, cookie, length) = buffer.withUnsafeBytes { raw -> (UInt32, UInt32, Int) in
                 let ev = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
                 return (ev.mask, ev.cookie, Int(ev.len))
             }
-            if mask & UInt32(IN_Q_OVERFLOW) != 0 { return true }
+            if mask & UInt32(IN_Q_OVERFLOW) != 0 { relevant = true }
             if length > 0, offset + header + length <= count {
                 let name = buffer[(offset + header)..<(offset + header + length)].prefix(while: { $0 != 0 })
                 if name.elementsEqual(temp), mask & UInt32(IN_MOVED_FROM) != 0 { libraryCookies.insert(cookie) }
                 if name.elementsEqual(target) {
-                    let libraryRename = mask & UInt32(IN_MOVED_TO) != 0 && libraryCookies.contains(cookie)
-                    if !libraryRename { return true }
+                    let libraryRename = mask & UInt32(IN_MOVED_TO) != 0 && libraryCookies.remove(cookie)
+                    if !libraryRename { relevant = true }
                 }
             }
             offset += header + length
         }
-        return false
+        return relevant
+    }
+}
+
+/// The cookies of temp-file renames whose `IN_MOVED_TO` has not been read yet: a handful at
+/// most (a rename's halves are queued back to back); the oldest go past `limit`.
+struct LibraryRenames {
+    private var cookies: [UInt32] = []
+    static let limit = 64
+
+    mutating func insert(_ cookie: UInt32) {
+        if cookies.count == Self.limit { cookies.removeFirst() }
+        cookies.append(cookie)
+    }
+
+    /// Whether `cookie` was inserted (and not removed since); removes it.
+    mutating func remove(_ cookie: UInt32) -> Bool {
+        guard let i = cookies.firstIndex(of: cookie) else { return false }
+        cookies.remove(at: i)
+        return true
     }
 }
 

@@ -15,7 +15,21 @@ import CRegistryShims
 /// waits on that same helper instead of starting another — threads and descriptors stay bounded
 /// however many writes time out. If no thread can be started, the writer polls until its
 /// deadline; it never blocks without one.
+///
+/// **Fair hand-off** (docs/FORMAT.md, "Writing"). `flock` is not FIFO: a process that releases
+/// the lock and wants it again at once (register, then heartbeat) takes it again before the
+/// waiters it woke have run, and under a startup storm some writers starve. So a writer that
+/// has to wait marks itself waiting — a shared OFD byte lock on `waitingByte` of the lock file,
+/// which the kernel drops if it dies — and a writer whose process holds the lock last (its pid is
+/// in the file) and sees others waiting lets one of them take it first: it waits until another
+/// pid is in the file, at most `handOffMicros`. Older library versions, and other tools taking
+/// plain `flock`, neither mark nor yield; they are served as before.
 final class FileLock: Sendable {
+    /// The byte (far past the pid text) whose shared OFD locks say "waiting for the lock".
+    static let waitingByte = 1 << 30
+    /// How long a process that held the lock last gives a waiter to take it (µs; tests widen it).
+    static let handOffMicros = Atomic<Int64>(5000)
+
     let fd: Int32
     let path: String
     let mutex: FileMutex
@@ -38,10 +52,15 @@ final class FileLock: Sendable {
         try mutex.mutex.withLock { _ throws(RegistryError) -> T in
             var held = fd
             var viaHelper = false
+            let start = Sys.monotonicMicros()
+            yieldToWaiters(until: start + min(Self.handOffMicros.load(ordering: .relaxed), timeoutMicros))
             if Sys.flock(fd, LOCK_EX | LOCK_NB, path: path) != 0 {
                 guard errno == EWOULDBLOCK else { throw Sys.ioError(.flock, path) }
-                let deadline = Sys.monotonicMicros() + timeoutMicros
-                guard let helperFD = try mutex.helper.acquire(dirFD: dirFD, name: name, path: path, deadline: deadline) else {
+                let deadline = start + timeoutMicros
+                let marked = Sys.markWaiting(fd, offset: Self.waitingByte, path: path)
+                let got = try mutex.helper.acquire(dirFD: dirFD, name: name, path: path, deadline: deadline)
+                if marked { Sys.unmarkWaiting(fd, offset: Self.waitingByte) }
+                guard let helperFD = got else {
                     throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(path)\(holderDescription())")
                 }
                 held = helperFD
@@ -58,11 +77,28 @@ final class FileLock: Sendable {
         }
     }
 
+    /// The pid the last holder wrote into the lock file.
+    private func holderPID() -> Int32? {
+        guard let bytes = Sys.pread(fd, count: 31, offset: 0, path: path), !bytes.isEmpty else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingNewline)
+    }
+
     private func holderDescription() -> String {
-        guard let bytes = Sys.pread(fd, count: 31, offset: 0, path: path), !bytes.isEmpty,
-              let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingNewline)
-        else { return "" }
+        guard let pid = holderPID() else { return "" }
         return "; held by pid \(pid)\(Sys.processExists(pid) ? "" : " (which has exited)")"
+    }
+
+    /// The fair hand-off: while this process was the last holder and another writer waits, wait
+    /// (until `deadline`) for someone else to take the lock.
+    private func yieldToWaiters(until deadline: Int64) {
+        guard Sys.othersWaiting(fd, offset: Self.waitingByte, path: path) else { return }
+        let me = getpid()
+        var pause = 20
+        while holderPID() == me, Sys.monotonicMicros() < deadline {
+            Sys.sleepMicros(pause)
+            pause = min(pause * 2, 500)
+            if !Sys.othersWaiting(fd, offset: Self.waitingByte, path: path) { return }
+        }
     }
 }
 

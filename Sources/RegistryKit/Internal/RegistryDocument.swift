@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The whole registry file, decoded: format v1 (docs/FORMAT.md).
 struct RegistryDocument: Sendable, Equatable {
     var version: Int64 = 1
@@ -140,26 +144,30 @@ struct RegistryDocument: Sendable, Equatable {
     /// writes them (indented, a comma after all but the last). One pass over the file.
     static func linesContain(_ bytes: [UInt8], _ entries: [[UInt8]]) -> Bool {
         guard !entries.contains(where: \.isEmpty) else { return false }
+        // Candidates by line length, then compared with memcmp: no hashing of every line (the
+        // generic Array hash cost about 1 ms per 50 KB file, on every anti-entropy check).
         var wanted: [Int: [Int]] = [:]
-        for (i, e) in entries.enumerated() { wanted[e.hashValue, default: []].append(i) }
+        for (i, e) in entries.enumerated() { wanted[e.count, default: []].append(i) }
         var found = Set<Int>()
-        var start = 0
-        while start < bytes.count {
-            var end = start
-            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
-            var lo = start, hi = end
-            while lo < hi, bytes[lo] == 0x20 { lo += 1 }
-            if hi > lo, bytes[hi - 1] == UInt8(ascii: ",") { hi -= 1 }
-            if hi > lo, bytes[lo] == UInt8(ascii: "{") {
-                let line = bytes[lo..<hi]
-                if let candidates = wanted[Array(line).hashValue] {
-                    for i in candidates where entries[i].elementsEqual(line) { found.insert(i) }
+        return bytes.withUnsafeBufferPointer { file -> Bool in
+            guard let base = file.baseAddress else { return false }
+            var start = 0
+            while start < file.count {
+                let end = memchr(base + start, 0x0A, file.count - start).map { UnsafePointer<UInt8>($0.assumingMemoryBound(to: UInt8.self)) - base } ?? file.count
+                var lo = start, hi = end
+                while lo < hi, file[lo] == 0x20 { lo += 1 }
+                if hi > lo, file[hi - 1] == UInt8(ascii: ",") { hi -= 1 }
+                if hi > lo, file[lo] == UInt8(ascii: "{"), let candidates = wanted[hi - lo] {
+                    for i in candidates where !found.contains(i) {
+                        let same = entries[i].withUnsafeBufferPointer { memcmp($0.baseAddress!, base + lo, hi - lo) == 0 }
+                        if same { found.insert(i) }
+                    }
                     if found.count == entries.count { return true }
                 }
+                start = end + 1
             }
-            start = end + 1
+            return found.count == entries.count
         }
-        return found.count == entries.count
     }
 
     /// The file's bytes: known fields first, one entry per line (readable, and cheap to write).

@@ -12,7 +12,7 @@ enum Sys {
     /// The calls the core makes, as named in errors and in injected faults.
     enum Call: String, CaseIterable, Sendable {
         case open, fstat, stat, read, write, fsync, rename, unlink, mkdir, flock, ftruncate
-        case dup, opendir, pipe, inotify, epoll, timerfd, poll, thread
+        case dup, opendir, pipe, inotify, epoll, timerfd, poll, thread, fcntl
     }
 
     static func errnoMessage(_ e: Int32 = errno) -> String {
@@ -339,6 +339,23 @@ enum Sys {
             let rc = guarded(.flock, path) { prshim_flock(fd, operation) }
             if rc == 0 || errno != EINTR { return rc }
         }
+    }
+
+    /// Marks this open file description as waiting on byte `offset` of the lock file (a shared
+    /// OFD lock, independent of `flock`; gone when the descriptor closes or the process dies).
+    /// False when it could not (the fair hand-off is then skipped, nothing else).
+    static func markWaiting(_ fd: Int32, offset: Int, path: String) -> Bool {
+        guarded(.fcntl, path) { prshim_ofd_share(fd, offset) } == 0
+    }
+
+    static func unmarkWaiting(_ fd: Int32, offset: Int) {
+        _ = prshim_ofd_unlock(fd, offset)
+    }
+
+    /// Whether another open file description marks itself waiting on byte `offset` (false when
+    /// that cannot be told).
+    static func othersWaiting(_ fd: Int32, offset: Int, path: String) -> Bool {
+        guarded(.fcntl, path) { prshim_ofd_contended(fd, offset) } == 1
     }
 
     /// Releases a `flock` (never fails in a way the caller could act on).
