@@ -43,6 +43,10 @@ typedef struct {
 	__typeof__(peerreg_error_code)     *error_code;
 	__typeof__(peerreg_error_message)  *error_message;
 	__typeof__(peerreg_error_free)     *error_free;
+	// 0.2.0: looked up optionally (NULL when the library lacks them), so that a library
+	// without them still serves everything else; the calls that need them say so.
+	__typeof__(peerreg_resolve_scoped)      *resolve_scoped;
+	__typeof__(peerreg_watch_open_filtered) *watch_open_filtered;
 } pr_api;
 
 // Written once, by pr_install, under the Go-side load mutex; only read afterwards.
@@ -94,6 +98,13 @@ static char *pr_load(const char *path, pr_api *api) {
 	PR_SYM(error_message, "peerreg_error_message");
 	PR_SYM(error_free, "peerreg_error_free");
 #undef PR_SYM
+#define PR_SYM_OPTIONAL(field, name) do { \
+		void *sym = dlsym(h, name); \
+		memcpy(&api->field, &sym, sizeof sym); \
+	} while (0)
+	PR_SYM_OPTIONAL(resolve_scoped, "peerreg_resolve_scoped");
+	PR_SYM_OPTIONAL(watch_open_filtered, "peerreg_watch_open_filtered");
+#undef PR_SYM_OPTIONAL
 	api->handle = h;
 	return NULL;
 }
@@ -147,6 +158,14 @@ static int pr_resolve(peerreg_registry *reg, int kind, const char *name, char **
 	*n = pr_len(*out);
 	return rc;
 }
+// 0 when the loaded library lacks peerreg_resolve_scoped (older than 0.2.0): the Go side
+// then reports that instead of calling it.
+static int pr_has_resolve_scoped(void) { return pr.resolve_scoped != NULL; }
+static int pr_resolve_scoped(peerreg_registry *reg, int kind, const char *name, int scope, char **out, size_t *n, peerreg_error **err) {
+	int rc = pr.resolve_scoped(reg, kind, name, scope, out, err);
+	*n = pr_len(*out);
+	return rc;
+}
 static int pr_set_health(peerreg_registry *reg, const char *id, int status, const char *msg, peerreg_error **err) {
 	return pr.set_health(reg, id, status, msg, err);
 }
@@ -163,6 +182,10 @@ static int pr_probe(peerreg_registry *reg, const char *id, int timeout_ms, char 
 }
 static int pr_watch_open(peerreg_watch **out, peerreg_registry *reg, peerreg_error **err) {
 	return pr.watch_open(out, reg, err);
+}
+static int pr_has_watch_open_filtered(void) { return pr.watch_open_filtered != NULL; }
+static int pr_watch_open_filtered(peerreg_watch **out, peerreg_registry *reg, const char *filter, peerreg_error **err) {
+	return pr.watch_open_filtered(out, reg, filter, err);
 }
 static int pr_watch_next(peerreg_watch *w, int timeout_ms, char **out, size_t *n, peerreg_error **err) {
 	int rc = pr.watch_next(w, timeout_ms, out, err);
@@ -210,6 +233,9 @@ const (
 	kindTool     = C.PEERREG_TOOL
 	kindResource = C.PEERREG_RESOURCE
 	kindPrompt   = C.PEERREG_PROMPT
+
+	scopeLocal   = C.PEERREG_SCOPE_LOCAL
+	scopeCluster = C.PEERREG_SCOPE_CLUSTER
 
 	healthUnknown  = C.PEERREG_UNKNOWN
 	healthHealthy  = C.PEERREG_HEALTHY
@@ -348,6 +374,18 @@ func cResolve(h *cRegistry, kind int, name []byte) ([]byte, error) {
 	return finish(rc, out, n, e)
 }
 
+// cResolveScoped is peerreg_resolve_scoped; a library older than 0.2.0 lacks it.
+func cResolveScoped(h *cRegistry, kind int, name []byte, scope int) ([]byte, error) {
+	if C.pr_has_resolve_scoped() == 0 {
+		return nil, errNeedsNewerLibrary("peerreg_resolve_scoped")
+	}
+	var out *C.char
+	var n C.size_t
+	var e *C.peerreg_error
+	rc := C.pr_resolve_scoped(h, C.int(kind), cPointer(name), C.int(scope), &out, &n, &e)
+	return finish(rc, out, n, e)
+}
+
 // cSetHealth passes a nil message as NULL ("no message").
 func cSetHealth(h *cRegistry, id []byte, status int, message []byte) error {
 	var e *C.peerreg_error
@@ -384,6 +422,22 @@ func cWatchOpen(h *cRegistry) (*cWatch, error) {
 	var w *C.peerreg_watch
 	var e *C.peerreg_error
 	if err := finishNoOut(C.pr_watch_open(&w, h, &e), e); err != nil {
+		if w != nil {
+			C.pr_watch_close(w)
+		}
+		return nil, err
+	}
+	return w, nil
+}
+
+// cWatchOpenFiltered is peerreg_watch_open_filtered; a library older than 0.2.0 lacks it.
+func cWatchOpenFiltered(h *cRegistry, filter []byte) (*cWatch, error) {
+	if C.pr_has_watch_open_filtered() == 0 {
+		return nil, errNeedsNewerLibrary("peerreg_watch_open_filtered")
+	}
+	var w *C.peerreg_watch
+	var e *C.peerreg_error
+	if err := finishNoOut(C.pr_watch_open_filtered(&w, h, cPointer(filter), &e), e); err != nil {
 		if w != nil {
 			C.pr_watch_close(w)
 		}

@@ -22,6 +22,10 @@
 //	e, err := reg.ResolveTool("findTrips")
 //	if errors.Is(err, peerregistry.ErrNotFound) { ... }
 //
+// With the cluster agent running (docs/CLUSTER.md), ScopeCluster reaches the other machines'
+// servers too: List(Filter{Scope: ScopeCluster}), ResolveToolIn(name, ScopeCluster),
+// WatchFiltered(ctx, Filter{Scope: ScopeCluster}).
+//
 // # Loading the library
 //
 // libpeerregistry.so is loaded at run time (dlopen), once per process, by the rule all three

@@ -72,6 +72,36 @@ func runHelper(mode string) int {
 		}
 		fmt.Printf("PATH %s", peerregistry.LibraryPath())
 		return 0
+	case "without-cluster":
+		// Open a registry through the library in $PEERREG_GO_TEST_EXPLICIT_LIB (a stand-in
+		// without the 0.2.0 functions) and report, one line each, what the scoped calls and
+		// the plain ones did.
+		if err := peerregistry.LoadLibrary(os.Getenv(helperExplicitEnv)); err != nil {
+			fmt.Printf("ERR %s\n", err)
+			return 1
+		}
+		reg, err := peerregistry.Open("")
+		if err != nil {
+			fmt.Printf("ERR %s\n", err)
+			return 1
+		}
+		defer reg.Close()
+		report := func(what string, err error) {
+			b, _ := json.Marshal(err)
+			fmt.Printf("%s %s %s\n", what, b, err)
+		}
+		_, err = reg.ResolveToolIn("t", peerregistry.ScopeCluster)
+		report("resolve-cluster", err)
+		w, err := reg.WatchFiltered(context.Background(), peerregistry.Filter{Scope: peerregistry.ScopeCluster})
+		if w != nil {
+			w.Close()
+		}
+		report("watch-cluster", err)
+		e, err := reg.ResolveToolIn("t", peerregistry.ScopeLocal)
+		report("resolve-local:"+e.ID, err)
+		e, err = reg.ResolveTool("t")
+		report("resolve:"+e.ID, err)
+		return 0
 	case "loadtime":
 		// Time a fresh process's first call: dlopen + symbol lookup + version check + the call.
 		start := time.Now()

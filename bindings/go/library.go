@@ -225,3 +225,10 @@ func VersionNumber() (int, error) {
 	}
 	return cVersionNumber(), nil
 }
+
+// errNeedsNewerLibrary reports a call whose C function the loaded library does not export
+// (looked up optionally, see cabi.go): cluster scope came with libpeerregistry 0.2.0.
+func errNeedsNewerLibrary(symbol string) error {
+	return &Error{Code: CodeInvalid, Message: fmt.Sprintf(
+		"%s needs libpeerregistry >= 0.2.0; the library loaded from %s is %s", symbol, LibraryPath(), cVersion())}
+}

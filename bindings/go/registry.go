@@ -234,16 +234,12 @@ func (r *Registry) Get(id string) (Entry, error) {
 // List returns the live entries matching f (the zero Filter matches all) and the file
 // generation they were read at.
 func (r *Registry) List(f Filter) (ListResult, error) {
-	var filter []byte
-	if f != (Filter{}) {
-		b, err := json.Marshal(f)
-		if err != nil {
-			return ListResult{}, err
-		}
-		filter = append(b, 0)
+	filter, err := filterJSON(f)
+	if err != nil {
+		return ListResult{}, err
 	}
 	var out []byte
-	err := r.call(func(h *cRegistry) (err error) {
+	err = r.call(func(h *cRegistry) (err error) {
 		out, err = cList(h, filter)
 		return err
 	})
@@ -257,28 +253,94 @@ func (r *Registry) List(f Filter) (ListResult, error) {
 	return res, nil
 }
 
+// filterJSON is f as a NUL-terminated peerreg_list filter, nil (no filter) for the zero Filter.
+func filterJSON(f Filter) ([]byte, error) {
+	if f == (Filter{}) {
+		return nil, nil
+	}
+	b, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, 0), nil
+}
+
+// The scopes of ResolveToolIn, ResolvePromptIn, ResolveResourceIn and Filter.Scope
+// (library 0.2.0; docs/CLUSTER.md). They are untyped, so they fit Filter.Scope as they are.
+const (
+	// ScopeLocal is this machine's registry only: the default, also spelled "".
+	ScopeLocal = "local"
+	// ScopeCluster adds the other machines' entries, mirrored by `peer-registry agent` into
+	// the cluster view beside the registry file. A remote entry carries "node" (and
+	// "stale": true while this machine's agent has lost etcd or is not running) in Entry.Extra.
+	ScopeCluster = "cluster"
+)
+
 // ResolveTool returns the one live server handling tool name: "server.tool" names the server;
 // a bare name goes to the one server declaring it, preferring HEALTHY over DEGRADED over
 // UNKNOWN. ErrAmbiguous on a tie (the message lists the candidates), ErrNotFound when none.
-func (r *Registry) ResolveTool(name string) (Entry, error) { return r.resolve(kindTool, name) }
+func (r *Registry) ResolveTool(name string) (Entry, error) {
+	return r.resolve(kindTool, name, ScopeLocal)
+}
 
 // ResolvePrompt is ResolveTool for prompts.
-func (r *Registry) ResolvePrompt(name string) (Entry, error) { return r.resolve(kindPrompt, name) }
+func (r *Registry) ResolvePrompt(name string) (Entry, error) {
+	return r.resolve(kindPrompt, name, ScopeLocal)
+}
 
 // ResolveResource returns the server declaring uri exactly, else the longest declared prefix
 // of it. ErrNotFound when none.
 func (r *Registry) ResolveResource(uri string) (Entry, error) {
-	return r.resolve(kindResource, uri)
+	return r.resolve(kindResource, uri, ScopeLocal)
 }
 
-func (r *Registry) resolve(kind int, name string) (Entry, error) {
+// ResolveToolIn is ResolveTool within scope: ScopeLocal ("" too) is ResolveTool; ScopeCluster
+// also considers the other machines' servers (docs/CLUSTER.md) — health first, then, at equal
+// health, a local server over a remote one and a fresh remote one over a stale one;
+// "server.tool" names a local id first. A remote result carries "node" in Extra. Any other
+// scope is ErrInvalid, and nothing is looked up. Cluster scope needs libpeerregistry >= 0.2.0.
+func (r *Registry) ResolveToolIn(name, scope string) (Entry, error) {
+	return r.resolve(kindTool, name, scope)
+}
+
+// ResolvePromptIn is ResolvePrompt within scope, as ResolveToolIn.
+func (r *Registry) ResolvePromptIn(name, scope string) (Entry, error) {
+	return r.resolve(kindPrompt, name, scope)
+}
+
+// ResolveResourceIn is ResolveResource within scope, as ResolveToolIn.
+func (r *Registry) ResolveResourceIn(uri, scope string) (Entry, error) {
+	return r.resolve(kindResource, uri, scope)
+}
+
+// scopeCode maps a scope name to PEERREG_SCOPE_*; anything else is ErrInvalid here, since the
+// C ABI takes an int and a string has no int to pass on.
+func scopeCode(scope string) (int, error) {
+	switch scope {
+	case "", ScopeLocal:
+		return scopeLocal, nil
+	case ScopeCluster:
+		return scopeCluster, nil
+	}
+	return 0, &Error{Code: CodeInvalid, Message: fmt.Sprintf("scope %q: use %q or %q", scope, ScopeLocal, ScopeCluster)}
+}
+
+func (r *Registry) resolve(kind int, name, scope string) (Entry, error) {
+	sc, err := scopeCode(scope)
+	if err != nil {
+		return Entry{}, err
+	}
 	cname, err := cString("name", name)
 	if err != nil {
 		return Entry{}, err
 	}
 	var out []byte
 	err = r.call(func(h *cRegistry) (err error) {
-		out, err = cResolve(h, kind, cname)
+		if sc == scopeLocal { // peerreg_resolve: every library has it
+			out, err = cResolve(h, kind, cname)
+		} else {
+			out, err = cResolveScoped(h, kind, cname, sc)
+		}
 		return err
 	})
 	if err != nil {

@@ -31,12 +31,30 @@ type Watcher struct {
 // an error; Err then says which. The watcher keeps working after the Registry is closed.
 // Either cancel ctx or call Close, or its goroutine runs for the life of the process.
 func (r *Registry) Watch(ctx context.Context) (*Watcher, error) {
+	return r.WatchFiltered(ctx, Filter{})
+}
+
+// WatchFiltered is Watch for the entries f selects, with List's Filter (the zero Filter is
+// Watch). An entry that stops matching f is reported as removed. With Scope ScopeCluster the
+// other machines' entries (docs/CLUSTER.md) are watched too: each is identified by its node
+// ("node" in Extra) and id, so the same id on two nodes is two entries. A bad filter (an
+// unknown Scope, Status or Transport) is ErrInvalid. A non-zero Filter needs
+// libpeerregistry >= 0.2.0.
+func (r *Registry) WatchFiltered(ctx context.Context, f Filter) (*Watcher, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	filter, err := filterJSON(f)
+	if err != nil {
+		return nil, err
+	}
 	var handle *cWatch
-	err := r.call(func(h *cRegistry) (err error) {
-		handle, err = cWatchOpen(h)
+	err = r.call(func(h *cRegistry) (err error) {
+		if filter == nil { // peerreg_watch_open: every library has it
+			handle, err = cWatchOpen(h)
+		} else {
+			handle, err = cWatchOpenFiltered(h, filter)
+		}
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,12 @@ import { EventEmitter } from 'node:events';
 export type Transport = 'http' | 'sse' | 'ws' | 'stdio';
 export type Liveness = 'lease' | 'pid' | 'ttl' | 'none';
 export type HealthStatus = 'HEALTHY' | 'DEGRADED' | 'DOWN' | 'UNKNOWN';
+/**
+ * Which machines' entries a call considers (docs/CLUSTER.md): 'local' (the default) this
+ * machine's registry only; 'cluster' also the other machines' entries, mirrored by
+ * `peer-registry agent`, each with `node` (libpeerregistry 0.2.0).
+ */
+export type Scope = 'local' | 'cluster';
 
 export interface Capabilities {
   tools?: string[];
@@ -27,7 +33,7 @@ export interface ServerEntry {
   id: string;
   url: string;
   /** 'cluster': the cluster agent may publish it to other machines (absent: local). */
-  scope?: 'local' | 'cluster';
+  scope?: Scope;
   /** Only in cluster-scope results: the machine a remote entry lives on. */
   node?: string;
   /** Only in cluster-scope results: the remote entry's freshness is not vouched for right now. */
@@ -50,7 +56,7 @@ export interface ServerEntry {
 /** What register() accepts: `id` and `url` are required, the library fills in the rest. */
 export type NewServerEntry = Partial<ServerEntry> & { id: string; url: string };
 
-/** Filter for list(): every key given must match. Unknown keys are PEERREG_EINVAL. */
+/** Filter for list() and watch(): every key given must match. Unknown keys are PEERREG_EINVAL. */
 export interface ListFilter {
   healthy?: boolean;
   status?: HealthStatus;
@@ -59,7 +65,18 @@ export interface ListFilter {
   prompt?: string;
   resource?: string;
   /** 'cluster': also the other machines' entries mirrored by `peer-registry agent` (each with `node`; docs/CLUSTER.md). */
-  scope?: 'local' | 'cluster';
+  scope?: Scope;
+}
+
+/** Options of resolve(), resolveTool(), resolveResource() and resolvePrompt(). */
+export interface ResolveOptions {
+  /**
+   * 'cluster': the other machines' servers are candidates too — health first, then, at equal
+   * health, a local server over a remote one and a fresh remote one over a stale one; a remote
+   * result has `node`. Any other value than 'local' or 'cluster' is PEERREG_EINVAL.
+   * 'cluster' needs libpeerregistry >= 0.2.0.
+   */
+  scope?: Scope;
 }
 
 export interface ProbeOptions {
@@ -182,10 +199,10 @@ export class Registry {
   get(id: string): ServerEntry;
   list(filter?: ListFilter | string): ServerEntry[];
   listWithGeneration(filter?: ListFilter | string): ListResult;
-  resolve(kind: number, name: string): ServerEntry;
-  resolveTool(name: string): ServerEntry;
-  resolveResource(uri: string): ServerEntry;
-  resolvePrompt(name: string): ServerEntry;
+  resolve(kind: number, name: string, options?: ResolveOptions): ServerEntry;
+  resolveTool(name: string, options?: ResolveOptions): ServerEntry;
+  resolveResource(uri: string, options?: ResolveOptions): ServerEntry;
+  resolvePrompt(name: string, options?: ResolveOptions): ServerEntry;
   setHealth(id: string, status: HealthStatus | number, message?: string | null): void;
   heartbeat(id: string): void;
   /**
@@ -197,7 +214,13 @@ export class Registry {
   probe(id: string, options?: ProbeOptions): Promise<ServerEntry>;
   /** Removes dead entries now; returns how many. */
   prune(): number;
-  watch(): Watch;
+  /**
+   * Watches the registry; with a filter (a list() filter, or its JSON text) only the entries
+   * it selects, one that stops matching being 'removed'. {scope: 'cluster'} watches the other
+   * machines' entries too (identified by `node` and `id`). A bad filter throws PEERREG_EINVAL;
+   * a filter needs libpeerregistry >= 0.2.0.
+   */
+  watch(filter?: ListFilter | string): Watch;
   /** The same handle with promise-returning calls run on libuv's thread pool. */
   readonly promises: RegistryPromises;
   [Symbol.dispose](): void;
@@ -223,16 +246,17 @@ export class RegistryPromises {
   get(id: string): Promise<ServerEntry>;
   list(filter?: ListFilter | string): Promise<ServerEntry[]>;
   listWithGeneration(filter?: ListFilter | string): Promise<ListResult>;
-  resolve(kind: number, name: string): Promise<ServerEntry>;
-  resolveTool(name: string): Promise<ServerEntry>;
-  resolveResource(uri: string): Promise<ServerEntry>;
-  resolvePrompt(name: string): Promise<ServerEntry>;
+  resolve(kind: number, name: string, options?: ResolveOptions): Promise<ServerEntry>;
+  resolveTool(name: string, options?: ResolveOptions): Promise<ServerEntry>;
+  resolveResource(uri: string, options?: ResolveOptions): Promise<ServerEntry>;
+  resolvePrompt(name: string, options?: ResolveOptions): Promise<ServerEntry>;
   setHealth(id: string, status: HealthStatus | number, message?: string | null): Promise<void>;
   heartbeat(id: string): Promise<void>;
   /** Resolves with how many dead entries were removed. */
   prune(): Promise<number>;
   probe(id: string, options?: ProbeOptions): Promise<ServerEntry>;
-  watch(): Watch;
+  /** Registry.watch(filter): returns the Watch itself (throws on a bad filter). */
+  watch(filter?: ListFilter | string): Watch;
   [Symbol.asyncDispose](): Promise<void>;
 }
 

@@ -161,6 +161,31 @@ function jsonArgument(value) {
   return value;
 }
 
+/**
+ * The scope of a resolve ({scope} in its options; docs/CLUSTER.md) as the native call takes it:
+ * undefined for 'local' (the default: plain peerreg_resolve, which every library has), the
+ * PEERREG_SCOPE_CLUSTER number for 'cluster'. Any other scope is a PeerRegistryError
+ * PEERREG_EINVAL, as the library answers for a bad scope in a list filter.
+ */
+function resolveScope(options) {
+  if (options === undefined || options === null) return undefined;
+  if (typeof options !== 'object') {
+    const error = new TypeError(
+      `The "options" argument must be an object like {scope: 'cluster'}; received ${typeof options}`,
+    );
+    error.code = 'ERR_INVALID_ARG_TYPE';
+    throw error;
+  }
+  const { scope } = options;
+  if (scope === undefined || scope === 'local') return undefined;
+  if (scope === 'cluster') return native.scopes.cluster;
+  throw new PeerRegistryError(
+    `scope ${typeof scope === 'string' ? JSON.stringify(scope) : String(scope)}: use 'local' or 'cluster'`,
+    'PEERREG_EINVAL',
+    codes.EINVAL,
+  );
+}
+
 function healthStatus(status) {
   if (typeof status === 'number') return status; // the library rejects unknown values
   if (typeof status === 'string') {
@@ -218,7 +243,11 @@ class Registry {
     return JSON.parse(native.get(this._handle, id));
   }
 
-  /** The live entries, optionally filtered ({healthy, status, transport, tool, prompt, resource}). */
+  /**
+   * The live entries, optionally filtered ({healthy, status, transport, tool, prompt, resource,
+   * scope}); {scope: 'cluster'} adds the other machines' entries, each with `node`, after the
+   * local ones (docs/CLUSTER.md).
+   */
   list(filter) {
     return this.listWithGeneration(filter).servers;
   }
@@ -228,24 +257,30 @@ class Registry {
     return JSON.parse(native.list(this._handle, jsonArgument(filter)));
   }
 
-  /** The server for `name` of capability `kind` (kinds.TOOL, kinds.RESOURCE, kinds.PROMPT). */
-  resolve(kind, name) {
-    return JSON.parse(native.resolve(this._handle, kind, name));
+  /**
+   * The server for `name` of capability `kind` (kinds.TOOL, kinds.RESOURCE, kinds.PROMPT).
+   * options.scope: 'local' (the default) or 'cluster', which also considers the other
+   * machines' servers (docs/CLUSTER.md): health first, then, at equal health, a local server
+   * over a remote one and a fresh remote one over a stale one. A remote result has `node`.
+   * Any other scope throws PEERREG_EINVAL. 'cluster' needs libpeerregistry >= 0.2.0.
+   */
+  resolve(kind, name, options) {
+    return JSON.parse(native.resolve(this._handle, kind, name, resolveScope(options)));
   }
 
-  /** The server for a tool: "server.tool" (qualified) or "tool". */
-  resolveTool(name) {
-    return this.resolve(kinds.TOOL, name);
+  /** The server for a tool: "server.tool" (qualified) or "tool"; options as for resolve(). */
+  resolveTool(name, options) {
+    return this.resolve(kinds.TOOL, name, options);
   }
 
   /** The server for a resource URI (exact declaration, else the longest declared prefix). */
-  resolveResource(uri) {
-    return this.resolve(kinds.RESOURCE, uri);
+  resolveResource(uri, options) {
+    return this.resolve(kinds.RESOURCE, uri, options);
   }
 
   /** The server for a prompt: "server.prompt" (qualified) or "prompt". */
-  resolvePrompt(name) {
-    return this.resolve(kinds.PROMPT, name);
+  resolvePrompt(name, options) {
+    return this.resolve(kinds.PROMPT, name, options);
   }
 
   /** Records health: 'HEALTHY' | 'DEGRADED' | 'DOWN' | 'UNKNOWN' or a health.* number. */
@@ -275,9 +310,14 @@ class Registry {
     return native.prune(this._handle);
   }
 
-  /** Starts watching for changes; see Watch. */
-  watch() {
-    return new Watch(this._handle);
+  /**
+   * Starts watching for changes; see Watch. With a filter (any list() filter, an object or its
+   * JSON text) only the entries it selects are watched, and one that stops matching is
+   * 'removed'; {scope: 'cluster'} watches the other machines' entries too (each identified by
+   * `node` and `id`). A bad filter throws PEERREG_EINVAL. A filter needs libpeerregistry >= 0.2.0.
+   */
+  watch(filter) {
+    return new Watch(this._handle, filter);
   }
 
   /**
@@ -358,20 +398,21 @@ class RegistryPromises {
     return this._json(ops.list, jsonArgument(filter));
   }
 
-  async resolve(kind, name) {
-    return this._json(ops.resolve, name, kind);
+  /** See Registry.resolve (options.scope: 'local' or 'cluster'). */
+  async resolve(kind, name, options) {
+    return JSON.parse(await this._call(ops.resolve, name, kind, resolveScope(options)));
   }
 
-  async resolveTool(name) {
-    return this.resolve(kinds.TOOL, name);
+  async resolveTool(name, options) {
+    return this.resolve(kinds.TOOL, name, options);
   }
 
-  async resolveResource(uri) {
-    return this.resolve(kinds.RESOURCE, uri);
+  async resolveResource(uri, options) {
+    return this.resolve(kinds.RESOURCE, uri, options);
   }
 
-  async resolvePrompt(name) {
-    return this.resolve(kinds.PROMPT, name);
+  async resolvePrompt(name, options) {
+    return this.resolve(kinds.PROMPT, name, options);
   }
 
   async setHealth(id, status, message) {
@@ -392,9 +433,12 @@ class RegistryPromises {
     return this._json(ops.probe, id, timeoutMs);
   }
 
-  /** A Watch (events arrive on the event loop already; nothing here blocks). */
-  watch() {
-    return this.sync.watch();
+  /**
+   * A Watch, optionally filtered as Registry.watch(filter) (events arrive on the event loop
+   * already; nothing here blocks, so it returns the watch itself and throws on a bad filter).
+   */
+  watch(filter) {
+    return this.sync.watch(filter);
   }
 }
 
@@ -408,12 +452,16 @@ if (typeof Symbol.asyncDispose === 'symbol') {
  * 'removed', 'changed' with one entry each (and the whole event as second argument), and
  * 'error' (a PeerRegistryError). The first event is a change after watch(), not a replay.
  * An open watch keeps the process alive, like a server; unref() lets the process exit
- * anyway, and close() stops it for good.
+ * anyway, and close() stops it for good. Made by Registry.watch(filter).
  */
 class Watch extends EventEmitter {
-  constructor(registryHandle) {
+  constructor(registryHandle, filter) {
     super();
-    this._handle = native.watchOpen(registryHandle, (error, json) => this._deliver(error, json));
+    this._handle = native.watchOpen(
+      registryHandle,
+      (error, json) => this._deliver(error, json),
+      jsonArgument(filter) ?? null,
+    );
   }
 
   _deliver(error, json) {

@@ -4,6 +4,7 @@ import { OpenOptions, RegistryPromises } from './index';
 
 export type {
   ServerEntry, NewServerEntry, ListFilter, ListResult, ProbeOptions, HealthStatus, OpenOptions,
+  ResolveOptions, Scope,
 } from './index';
 export { PeerRegistryError, codes, kinds, health } from './index';
 

@@ -106,9 +106,14 @@ static void throw_napi_failure(napi_env env, const char *call, napi_status statu
     X(get) X(list) X(resolve) X(set_health) X(heartbeat) X(prune) X(probe) X(watch_open)       \
     X(watch_fd) X(watch_next) X(watch_close) X(free) X(error_code) X(error_message) X(error_free)
 
+/* Added in 0.2.0 and looked up optionally: NULL when the library lacks them, so that such a
+ * library still serves everything else; the calls that need them say so (require_symbol). */
+#define PEERREG_OPTIONAL_SYMBOLS(X) X(resolve_scoped) X(watch_open_filtered)
+
 typedef struct {
 #define X(name) __typeof__(peerreg_##name) *name##_; /* `register` is a C keyword */
     PEERREG_SYMBOLS(X)
+    PEERREG_OPTIONAL_SYMBOLS(X)
 #undef X
 } peerreg_api;
 
@@ -198,6 +203,19 @@ static bool require_library(napi_env env) {
     return false;
 }
 
+/* An optional (0.2.0) function: present, or a PeerRegistryError PEERREG_EINVAL saying which
+ * library version it needs is thrown and false returned. */
+static bool require_symbol(napi_env env, const void *fn, const char *name) {
+    if (fn) return true;
+    char message[PATH_MAX + 256];
+    snprintf(message, sizeof message,
+             "%s needs libpeerregistry >= 0.2.0; the library loaded from %s is %s", name,
+             lib_path, lib.version_());
+    napi_value error = make_peerreg_error(env, PEERREG_EINVAL, message);
+    if (error) napi_throw(env, error);
+    return false;
+}
+
 /* Takes ownership of a library string: returns it as a JS string (or null) and frees it. */
 static napi_value take_library_string(napi_env env, char *s) {
     napi_value result = NULL;
@@ -277,6 +295,17 @@ static bool get_int32(napi_env env, napi_value value, const char *name, int32_t 
         return throw_type_error(env, "ERR_OUT_OF_RANGE", name, "must be a 32-bit integer");
     *out = (int32_t)d;
     return true;
+}
+
+/* An optional scope argument: undefined or null leave *scoped false (plain peerreg_resolve);
+ * else it is a PEERREG_SCOPE_* number for peerreg_resolve_scoped, which validates it. */
+static bool get_optional_scope(napi_env env, napi_value value, bool *scoped, int32_t *scope) {
+    napi_valuetype type;
+    *scoped = false;
+    NODE_API_CALL_BOOL(env, napi_typeof(env, value, &type));
+    if (type == napi_undefined || type == napi_null) return true;
+    *scoped = true;
+    return get_int32(env, value, "scope", scope);
 }
 
 /* ---- registry handles ---------------------------------------------------------------------- */
@@ -437,19 +466,24 @@ static napi_value js_heartbeat(napi_env env, napi_callback_info info) {
     return call_string_op(env, info, "id", op_heartbeat, false);
 }
 
-/* resolve(handle, kind, name) -> entry JSON */
+/* resolve(handle, kind, name, scope | undefined) -> entry JSON. Without a scope it is
+ * peerreg_resolve (every library has it), with one peerreg_resolve_scoped (0.2.0). */
 static napi_value js_resolve(napi_env env, napi_callback_info info) {
     call_args a;
     peerreg_registry *reg = NULL;
-    int32_t kind = 0;
+    int32_t kind = 0, scope = 0;
+    bool scoped = false;
     char *name = NULL;
     if (!get_args(env, info, &a) || !get_library_registry(env, a.argv[0], &reg) ||
         !get_int32(env, a.argv[1], "kind", &kind) ||
+        !get_optional_scope(env, a.argv[3], &scoped, &scope) ||
+        (scoped && !require_symbol(env, lib.resolve_scoped_, "peerreg_resolve_scoped")) ||
         !get_optional_string(env, a.argv[2], "name", &name))
         return NULL;
     char *out = NULL;
     peerreg_error *e = NULL;
-    int rc = lib.resolve_(reg, kind, name, &out, &e);
+    int rc = scoped ? lib.resolve_scoped_(reg, kind, name, scope, &out, &e)
+                    : lib.resolve_(reg, kind, name, &out, &e);
     free(name);
     if (rc != PEERREG_OK) {
         lib.free_(out);
@@ -529,6 +563,8 @@ typedef struct {
     char *text;      /* entry JSON, id, filter JSON or name (NULL: none) */
     char *message;   /* setHealth's message (NULL: none) */
     int32_t number;  /* resolve's kind, setHealth's status, probe's timeout */
+    bool scoped;     /* resolve with a scope: peerreg_resolve_scoped */
+    int32_t scope;
     int rc;
     int removed;     /* prune's result */
     char *out;       /* a library string, for the calls that return one */
@@ -552,7 +588,11 @@ static void async_execute(napi_env env, void *data) {
     case ASYNC_UNREGISTER: c->rc = lib.unregister_(c->reg, c->text, &c->err); break;
     case ASYNC_GET: c->rc = lib.get_(c->reg, c->text, &c->out, &c->err); break;
     case ASYNC_LIST: c->rc = lib.list_(c->reg, c->text, &c->out, &c->err); break;
-    case ASYNC_RESOLVE: c->rc = lib.resolve_(c->reg, c->number, c->text, &c->out, &c->err); break;
+    case ASYNC_RESOLVE:
+        c->rc = c->scoped
+                    ? lib.resolve_scoped_(c->reg, c->number, c->text, c->scope, &c->out, &c->err)
+                    : lib.resolve_(c->reg, c->number, c->text, &c->out, &c->err);
+        break;
     case ASYNC_SET_HEALTH:
         c->rc = lib.set_health_(c->reg, c->text, c->number, c->message, &c->err);
         break;
@@ -614,9 +654,10 @@ static void async_complete(napi_env env, napi_status status, void *data) {
     async_call_free(env, c);
 }
 
-/* callAsync(op, handle, text | null, number, message | null) -> Promise. Arguments are checked
- * here, on the loop, and a bad one throws at once (the JS side turns that into a rejection);
- * `number` is read only by the calls that use it. */
+/* callAsync(op, handle, text | null, number, extra) -> Promise. Arguments are checked here, on
+ * the loop, and a bad one throws at once (the JS side turns that into a rejection); `number` is
+ * read only by the calls that use it, `extra` is setHealth's message (string | null) or
+ * resolve's scope (as for resolve(): undefined or null for none). */
 static napi_value js_call_async(napi_env env, napi_callback_info info) {
     call_args a;
     int32_t op = 0, number = 0;
@@ -627,8 +668,12 @@ static napi_value js_call_async(napi_env env, napi_callback_info info) {
         return NULL;
     }
     bool uses_number = op == ASYNC_RESOLVE || op == ASYNC_SET_HEALTH || op == ASYNC_PROBE;
+    bool scoped = false;
+    int32_t scope = 0;
     if (!get_library_registry(env, a.argv[1], &reg) ||
-        (uses_number && !get_int32(env, a.argv[3], "number", &number)))
+        (uses_number && !get_int32(env, a.argv[3], "number", &number)) ||
+        (op == ASYNC_RESOLVE && !get_optional_scope(env, a.argv[4], &scoped, &scope)) ||
+        (scoped && !require_symbol(env, lib.resolve_scoped_, "peerreg_resolve_scoped")))
         return NULL;
     async_call *c = calloc(1, sizeof *c);
     if (!c) {
@@ -638,6 +683,8 @@ static napi_value js_call_async(napi_env env, napi_callback_info info) {
     c->reg = reg;
     c->op = (async_op)op;
     c->number = number;
+    c->scoped = scoped;
+    c->scope = scope;
     if (!get_optional_string(env, a.argv[2], "argument", &c->text) ||
         (op == ASYNC_SET_HEALTH && !get_optional_string(env, a.argv[4], "message", &c->message))) {
         async_call_free(env, c);
@@ -823,7 +870,9 @@ static void on_watch_readable(uv_poll_t *handle, int status, int events) {
     NODE_API_CALL_VOID(env, napi_close_handle_scope(env, scope));
 }
 
-/* watchOpen(handle, callback(err, eventJson)) -> watch handle (open, polling, ref'd) */
+/* watchOpen(handle, callback(err, eventJson), filterJson | null) -> watch handle (open,
+ * polling, ref'd). Without a filter it is peerreg_watch_open (every library has it), with one
+ * peerreg_watch_open_filtered (0.2.0). */
 static napi_value js_watch_open(napi_env env, napi_callback_info info) {
     call_args a;
     peerreg_registry *reg = NULL;
@@ -834,12 +883,24 @@ static napi_value js_watch_open(napi_env env, napi_callback_info info) {
         throw_type_error(env, "ERR_INVALID_ARG_TYPE", "callback", "must be a function");
         return NULL;
     }
+    char *filter = NULL;
+    if (!get_optional_string(env, a.argv[2], "filter", &filter)) return NULL;
+    if (filter && !require_symbol(env, lib.watch_open_filtered_, "peerreg_watch_open_filtered")) {
+        free(filter);
+        return NULL;
+    }
     uv_loop_t *loop = NULL;
-    NODE_API_CALL(env, napi_get_uv_event_loop(env, &loop));
+    napi_status loop_status = napi_get_uv_event_loop(env, &loop);
+    if (loop_status != napi_ok) {
+        free(filter);
+        throw_napi_failure(env, "napi_get_uv_event_loop", loop_status);
+        return NULL;
+    }
 
     peerreg_watch *w = NULL;
     peerreg_error *e = NULL;
-    int rc = lib.watch_open_(&w, reg, &e);
+    int rc = filter ? lib.watch_open_filtered_(&w, reg, filter, &e) : lib.watch_open_(&w, reg, &e);
+    free(filter);
     if (rc != PEERREG_OK) return throw_library_error(env, rc, e);
     lib.error_free_(e);
 
@@ -993,6 +1054,9 @@ static napi_value js_load_library(napi_env env, napi_callback_info info) {
         if (!api.name##_) missing = "peerreg_" #name;                                             \
     }
             PEERREG_SYMBOLS(X)
+#undef X
+#define X(name) *(void **)&api.name##_ = dlsym(handle, "peerreg_" #name);
+            PEERREG_OPTIONAL_SYMBOLS(X)
 #undef X
             int number = missing ? 0 : api.version_number_();
             if (missing) {
@@ -1161,9 +1225,10 @@ NAPI_MODULE_INIT() {
     NODE_API_CALL(env, napi_set_named_property(env, exports, "HEADER_VERSION", header_version));
     if (!set_int(env, exports, "HEADER_VERSION_NUMBER", PEERREG_VERSION_NUMBER)) return NULL;
 
-    napi_value codes, kinds, health;
+    napi_value codes, kinds, health, scopes;
     NODE_API_CALL(env, napi_create_object(env, &codes));
     NODE_API_CALL(env, napi_create_object(env, &kinds));
+    NODE_API_CALL(env, napi_create_object(env, &scopes));
     NODE_API_CALL(env, napi_create_object(env, &health));
     static const int all_codes[] = {PEERREG_OK,        PEERREG_EINVAL,   PEERREG_ENOTFOUND,
                                     PEERREG_EEXISTS,   PEERREG_ECORRUPT, PEERREG_EIO,
@@ -1178,11 +1243,14 @@ NAPI_MODULE_INIT() {
         !set_int(env, health, "UNKNOWN", PEERREG_UNKNOWN) ||
         !set_int(env, health, "HEALTHY", PEERREG_HEALTHY) ||
         !set_int(env, health, "DEGRADED", PEERREG_DEGRADED) ||
-        !set_int(env, health, "DOWN", PEERREG_DOWN))
+        !set_int(env, health, "DOWN", PEERREG_DOWN) ||
+        !set_int(env, scopes, "local", PEERREG_SCOPE_LOCAL) ||
+        !set_int(env, scopes, "cluster", PEERREG_SCOPE_CLUSTER))
         return NULL;
     NODE_API_CALL(env, napi_set_named_property(env, exports, "codes", codes));
     NODE_API_CALL(env, napi_set_named_property(env, exports, "kinds", kinds));
     NODE_API_CALL(env, napi_set_named_property(env, exports, "health", health));
+    NODE_API_CALL(env, napi_set_named_property(env, exports, "scopes", scopes));
     napi_value ops;
     NODE_API_CALL(env, napi_create_object(env, &ops));
     if (!set_int(env, ops, "register", ASYNC_REGISTER) ||

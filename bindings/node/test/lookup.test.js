@@ -276,26 +276,32 @@ test('another library file cannot be loaded over the one in use', async (t) => {
   assert.equal(value.conflict, 'ERR_PEERREG_LIBRARY_CONFLICT');
 });
 
-test('a library of another major version, or an older minor, is refused', async (t) => {
-  const { dir } = tempRegistry(t, 'peerreg-fake-');
-  // A stand-in exporting every peerreg_* symbol, built with the same compiler as the addon.
+/**
+ * A stand-in library exporting every peerreg_* symbol of 0.1.0 (each returning 0, i.e. PEERREG_OK
+ * with nothing handed out) and none of 0.2.0, with the given version number; built in `dir` with
+ * the same compiler as the addon.
+ */
+function fakeLibrary(dir, versionNumber, name) {
   const symbols = [
     'open', 'close', 'register', 'unregister', 'get', 'list', 'resolve', 'set_health',
     'heartbeat', 'prune', 'probe', 'watch_open', 'watch_fd', 'watch_next', 'watch_close', 'free',
     'error_code', 'error_message', 'error_free', 'errstr',
   ];
-  const fake = (versionNumber, name) => {
-    const source = path.join(dir, `${name}.c`);
-    fs.writeFileSync(source, [
-      `const char *peerreg_version(void) { return "fake"; }`,
-      `int peerreg_version_number(void) { return ${versionNumber}; }`,
-      ...symbols.map((s) => `int peerreg_${s}(void) { return 0; }`),
-    ].join('\n'));
-    const library = path.join(dir, `${name}.so`);
-    const cc = spawnSync(process.env.CC || 'cc', ['-shared', '-fPIC', source, '-o', library]);
-    assert.equal(cc.status, 0, String(cc.stderr));
-    return library;
-  };
+  const source = path.join(dir, `${name}.c`);
+  fs.writeFileSync(source, [
+    `const char *peerreg_version(void) { return "fake"; }`,
+    `int peerreg_version_number(void) { return ${versionNumber}; }`,
+    ...symbols.map((s) => `int peerreg_${s}(void) { return 0; }`),
+  ].join('\n'));
+  const library = path.join(dir, `${name}.so`);
+  const cc = spawnSync(process.env.CC || 'cc', ['-shared', '-fPIC', source, '-o', library]);
+  assert.equal(cc.status, 0, String(cc.stderr));
+  return library;
+}
+
+test('a library of another major version, or an older minor, is refused', async (t) => {
+  const { dir } = tempRegistry(t, 'peerreg-fake-');
+  const fake = (versionNumber, name) => fakeLibrary(dir, versionNumber, name);
   const header = peerRegistry.HEADER_VERSION_NUMBER;
   const nextMajor = fake((Math.floor(header / 1000000) + 1) * 1000000, 'next-major');
   const error = await errorInChild(`pr.loadLibrary(${JSON.stringify(nextMajor)})`);
@@ -310,6 +316,44 @@ test('a library of another major version, or an older minor, is refused', async 
   const { value } = await inChild(`return pr.loadLibrary(${JSON.stringify(newerMinor)});`);
   assert.equal(value, newerMinor, 'a later minor of the same major is accepted');
 });
+
+test('a library without the 0.2.0 functions still loads; only cluster-scope resolve and a filtered watch need them',
+  async (t) => {
+    // The 0.2.0 functions (peerreg_resolve_scoped, peerreg_watch_open_filtered) are looked up
+    // optionally. The stand-in reports the header's version (an older one is refused above).
+    const { dir, file } = tempRegistry(t, 'peerreg-fake-');
+    const library = fakeLibrary(dir, peerRegistry.HEADER_VERSION_NUMBER, 'without-cluster');
+    const { value } = await inChild(`
+      const r = pr.open({ path: ${JSON.stringify(file)}, lib: ${JSON.stringify(library)} });
+      const outcome = (f) => {
+        try { return { value: f() }; }
+        catch (e) { return { name: e.name, code: e.code, message: e.message }; }
+      };
+      return {
+        local: outcome(() => r.resolveTool('t')),
+        localExplicit: outcome(() => r.resolveTool('t', { scope: 'local' })),
+        cluster: outcome(() => r.resolveTool('t', { scope: 'cluster' })),
+        prompt: outcome(() => r.resolvePrompt('p', { scope: 'cluster' })),
+        watch: outcome(() => r.watch({ scope: 'cluster' })),
+        list: outcome(() => r.list({ scope: 'cluster' })),
+      };
+    `);
+    // peerreg_resolve was reached: the stand-in answers OK with no entry, which is null here.
+    assert.deepEqual(value.local, { value: null });
+    assert.deepEqual(value.localExplicit, { value: null });
+    for (const [what, symbol] of [
+      ['cluster', 'peerreg_resolve_scoped'],
+      ['prompt', 'peerreg_resolve_scoped'],
+      ['watch', 'peerreg_watch_open_filtered'],
+    ]) {
+      assert.deepEqual(value[what], {
+        name: 'PeerRegistryError',
+        code: 'PEERREG_EINVAL',
+        message: `${symbol} needs libpeerregistry >= 0.2.0; the library loaded from ${library} is fake`,
+      }, what);
+    }
+    assert.equal(value.list.code, undefined, 'peerreg_list is 0.1.0; the library judges the filter');
+  });
 
 test('a package without an addon for this platform says so, and how to build one', async (t) => {
   const pkg = packageCopy(t, { withLibrary: true });
