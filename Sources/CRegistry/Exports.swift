@@ -54,6 +54,18 @@ private func string(_ p: CString?, _ what: String, limit: Int = RegistryLimits.d
 }
 
 /// A malloc'd copy of `s` for the caller to free with peerreg_free.
+/// `bytes` (UTF-8 without NUL) as a NUL-terminated malloc'd string: one copy.
+private func output(_ bytes: [UInt8], into out: OutString) throws(RegistryError) {
+    guard let copy = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else {
+        throw RegistryError(.io, "out of memory copying a \(bytes.count)-byte result")
+    }
+    bytes.withUnsafeBytes { raw in
+        if let base = raw.baseAddress { memcpy(copy, base, raw.count) }
+    }
+    copy[bytes.count] = 0
+    out.pointee = copy
+}
+
 private func output(_ s: String, into out: OutString) throws(RegistryError) {
     guard let copy = strdup(s) else { throw RegistryError(.io, "out of memory copying a \(s.utf8.count)-byte result") }
     out.pointee = copy
@@ -164,7 +176,7 @@ private func requireOut<T>(_ out: UnsafeMutablePointer<T>?, _ name: String) thro
         let out = try requireOut(out, "out_json")
         let r = try registry(reg)
         let filter = filterJSON == nil ? ServerFilter() : try ServerFilter(jsonText: try string(filterJSON, "filter_json", limit: 65536))
-        try output(try r.list(filter).jsonText, into: out)
+        try output(try r.listJSON(filter), into: out)
     }
 }
 

@@ -198,21 +198,37 @@ public final class Registry: Sendable {
     public func list(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> RegistryListing {
         try enter()
         defer { leave() }
-        var snap = try snapshot()
-        if snap.document.hasUnencodedEntries {
-            // A file another writer wrote: encode its entries once for this version, so listing
-            // it again (and this handle's next write) copies bytes instead of encoding.
-            var document = snap.document
-            document.encodeMissing()
-            let encoded = snap.replacingDocument(document)
-            let current = snap
-            state.withLock { if $0.snapshot === current { $0.snapshot = encoded } }
-            snap = encoded
-        }
+        let snap = try listingSnapshot()
         let judge = judge()
         var servers = snap.document.servers.filter { filter.matches($0) && judge.isAlive($0) }
         if filter.scope == .cluster { servers += try clusterView.snapshot().document.servers.filter(filter.matches) }
         return RegistryListing(generation: snap.document.generation, servers: servers)
+    }
+
+    /// `list(filter).jsonText` as UTF-8 bytes. The unfiltered local listing is encoded once per
+    /// version of the file and set of live entries, and then handed out as a copy of those
+    /// bytes: listing an unchanged registry costs a `stat`, a liveness check per entry and a
+    /// memcpy (the C ABI's `peerreg_list` with no filter).
+    public func listJSON(_ filter: ServerFilter = ServerFilter()) throws(RegistryError) -> [UInt8] {
+        guard filter.selectsAllLocal else { return Array(try list(filter).jsonText.utf8) }
+        try enter()
+        defer { leave() }
+        let snap = try listingSnapshot()
+        let judge = judge()
+        return snap.listingJSON(alive: snap.document.servers.map { judge.isAlive($0) })
+    }
+
+    /// The current snapshot, with every entry's encoded bytes. A file another writer wrote is
+    /// encoded once for this version, so listing it again (and this handle's next write) copies
+    /// bytes instead of encoding.
+    private func listingSnapshot() throws(RegistryError) -> Snapshot {
+        let snap = try snapshot()
+        guard snap.document.hasUnencodedEntries else { return snap }
+        var document = snap.document
+        document.encodeMissing()
+        let encoded = snap.replacingDocument(document)
+        state.withLock { if $0.snapshot === snap { $0.snapshot = encoded } }
+        return encoded
     }
 
     /// The generation of the file as it is now (0 when it does not exist yet).

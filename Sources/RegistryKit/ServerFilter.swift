@@ -59,6 +59,12 @@ public struct ServerFilter: Sendable, Hashable {
         }
     }
 
+    /// No condition and this machine's scope: every live local entry.
+    var selectsAllLocal: Bool {
+        healthy == nil && status == nil && transport == nil && tool == nil && resource == nil && prompt == nil
+            && (scope ?? .local) == .local
+    }
+
     func matches(_ e: ServerEntry) -> Bool {
         if let healthy, (e.health.status == .healthy) != healthy { return false }
         if let status, e.health.status != status { return false }

@@ -58,7 +58,7 @@ extension RegistryStore {
 
     /// How long a read keeps retrying a file that does not parse while it may still be being
     /// rewritten in place (an older tool's plain `writeFile`: truncate, then write).
-    static let tornReadRetryMicros: Int64 = 500_000
+    static let tornReadRetryMicros: Int64 = 1_000_000
 
     /// The file as it is now, as a snapshot; `cached` is returned unchanged when the file is
     /// provably the one it was read from: same stamp and either outside the window in which a
@@ -90,11 +90,13 @@ extension RegistryStore {
             } catch {
                 guard error.code == .corrupt else { throw error }
                 // Not modified in the last 2 s: nobody is writing it; corrupt. Otherwise wait
-                // while it keeps changing, and give up once it stayed the same for 50 ms.
+                // while it keeps changing, and give up once it stayed the same for 200 ms (a
+                // writer descheduled between its two writes on a loaded machine: 50 ms was not
+                // enough under a parallel test run on two cores).
                 let now = Sys.monotonicMicros()
                 if read.bytes != lastBytes { unchangedSince = now }
                 let idle = read.readAt - read.stamp.mtimeNanos > 2_000_000_000
-                if idle || now - unchangedSince >= 50_000 || now >= deadline { throw error }
+                if idle || now - unchangedSince >= 200_000 || now >= deadline { throw error }
                 lastBytes = read.bytes
                 Sys.sleepMicros(2000)
             }

@@ -17,6 +17,8 @@ final class Snapshot: Sendable {
     private let confirmedAt: Atomic<Int64>
     private let lazyIndex = ForkSafeMutex<ResolutionIndex?>(nil)
     private let lazyPositions = ForkSafeMutex<[String: Int]?>(nil)
+    /// The unfiltered listing's JSON, and which entries were alive when it was made.
+    private let lazyListing = ForkSafeMutex<(alive: [Bool], json: [UInt8])?>(nil)
 
     init(document: RegistryDocument, stamp: FileStamp?, bytes: [UInt8] = [], confirmedAt: Int64 = 0) {
         self.document = document
@@ -52,6 +54,20 @@ final class Snapshot: Sendable {
             positions = byID
             return byID
         }
+    }
+
+    /// `{"generation":N,"servers":[...]}` of the entries `alive` marks (one flag per entry of the
+    /// document), encoded once per version and live set.
+    func listingJSON(alive: [Bool]) -> [UInt8] {
+        if let cached = lazyListing.withLock({ $0 }), cached.alive == alive { return cached.json }
+        let live = zip(document.servers, alive).compactMap { $1 ? $0 : nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + bytes.count)
+        out.append(contentsOf: "{\"generation\":\(document.generation),\"servers\":".utf8)
+        ServerEntry.appendJSONArray(live, into: &out)
+        out.append(UInt8(ascii: "}"))
+        lazyListing.withLock { $0 = (alive, out) }
+        return out
     }
 
     static let empty = Snapshot(document: RegistryDocument(), stamp: nil)
