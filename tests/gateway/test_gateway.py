@@ -94,6 +94,34 @@ def test_three_servers_aggregated_over_stdio(world):
     run(main())
 
 
+def test_completion_is_routed_to_the_prompt_or_template_owner(world):
+    world.start_backend("alpha", "--prompts", "summary")
+    world.start_backend("beta", "--template", "items://beta/{item}")
+
+    async def main():
+        from mcp.types import PromptReference, ResourceTemplateReference
+        async with stdio_gateway(world) as (s, _):
+            await async_wait_for(lambda: _names_if(s, {"alpha__whoami", "beta__whoami"}), 20, "two backends")
+            assert s.server_capabilities.completions is not None
+            # A prompt's completion goes to its server, under the server's own name, in all three forms.
+            for name in ("alpha__summary", "alpha.summary", "summary"):
+                got = await s.complete(PromptReference(type="ref/prompt", name=name), {"name": "topic", "value": "ca"})
+                assert got.completion.values == ["alpha:summary:ca"], (name, got)
+            # A template's, to the server that lists the template.
+            got = await s.complete(ResourceTemplateReference(type="ref/resource", uri="items://beta/{item}"), {"name": "item", "value": "4"})
+            assert got.completion.values == ["beta:items://beta/{item}:4"]
+            # Nobody's prompt: a JSON-RPC error that says so.
+            try:
+                await s.complete(PromptReference(type="ref/prompt", name="nobody"), {"name": "x", "value": ""})
+                raise AssertionError("a completion for an unknown prompt succeeded")
+            except BaseException as e:  # noqa: BLE001 - the SDK may wrap it in groups
+                found = mcp_error_in(e)
+                if found is None:
+                    raise
+                assert "nobody" in str(found), found
+    run(main())
+
+
 async def _names_if(session, wanted: set[str]):
     names = await tool_names(session)
     return names if wanted <= set(names) else None

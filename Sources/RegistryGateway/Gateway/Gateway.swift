@@ -118,7 +118,7 @@ public final class Gateway: Service, Sendable {
     }
 
     func initializeResult(version: String) -> [UInt8] {
-        Array(#"{"protocolVersion":"\#(version)","capabilities":{"tools":{"listChanged":true},"prompts":{"listChanged":true},"resources":{"listChanged":true,"subscribe":true},"logging":{}},"serverInfo":{"name":"peer-registry-gateway","title":"peer-registry gateway","version":"\#(Self.version)"},"instructions":"Every MCP server registered on this machine, as one server. Tools and prompts are named <server id>__<name>; calls also accept <server id>.<name> and a bare name when only one server has it. The tool instances_list lists the servers."}"#.utf8)
+        Array(#"{"protocolVersion":"\#(version)","capabilities":{"tools":{"listChanged":true},"prompts":{"listChanged":true},"resources":{"listChanged":true,"subscribe":true},"logging":{},"completions":{}},"serverInfo":{"name":"peer-registry-gateway","title":"peer-registry gateway","version":"\#(Self.version)"},"instructions":"Every MCP server registered on this machine, as one server. Tools and prompts are named <server id>__<name>; calls also accept <server id>.<name> and a bare name when only one server has it. The tool instances_list lists the servers."}"#.utf8)
     }
 
     // MARK: - Following the registry

@@ -145,8 +145,41 @@ public final class GatewaySession: Sendable {
             case .failure(let why): return RPCMessage.error(id: m.id, code: RPCErrorCode.resourceNotFound, message: why.message)
             case .success(let backend): return await forward(m, to: backend, renaming: nil, progress: progress)
             }
+        case "completion/complete":
+            return await complete(m, progress: progress)
         default:
             return RPCMessage.error(id: m.id, code: RPCErrorCode.methodNotFound, message: "Method not found: \(method.prefix(100))")
+        }
+    }
+
+    /// `completion/complete`: a `ref/prompt` goes to the prompt's backend under its own name
+    /// (the three name forms of prompts/get), a `ref/resource` (a template or a URI) to the
+    /// backend `resources/read` of that URI would reach.
+    private func complete(_ m: RPCMessage, progress: (@Sendable ([UInt8]) -> Void)?) async -> [UInt8] {
+        guard let refRange = m.paramRange("ref"), let ref = try? JSONBytes.members(m.bytes, refRange),
+              let typeRange = ref.first(where: { $0.key == "type" })?.value,
+              let type = JSONBytes.decodeString(m.bytes, typeRange) else {
+            return Self.invalid(m, "completion/complete needs params.ref, an object with a type (ref/prompt or ref/resource)")
+        }
+        switch type {
+        case "ref/prompt":
+            guard let nameRange = ref.first(where: { $0.key == "name" })?.value, let name = JSONBytes.decodeString(m.bytes, nameRange) else {
+                return Self.invalid(m, "completion/complete: a ref/prompt needs a name (a string)")
+            }
+            switch gateway.route(prompt: name) {
+            case .failure(let why): return RPCMessage.error(id: m.id, code: why.code, message: why.message)
+            case .success(let item): return await forward(m, to: item.backend, renaming: item.name, at: nameRange, progress: progress)
+            }
+        case "ref/resource":
+            guard let uriRange = ref.first(where: { $0.key == "uri" })?.value, let uri = JSONBytes.decodeString(m.bytes, uriRange) else {
+                return Self.invalid(m, "completion/complete: a ref/resource needs a uri (a string)")
+            }
+            switch gateway.route(resource: uri) {
+            case .failure(let why): return RPCMessage.error(id: m.id, code: RPCErrorCode.invalidParams, message: why.message)
+            case .success(let backend): return await forward(m, to: backend, renaming: nil, progress: progress)
+            }
+        default:
+            return Self.invalid(m, "completion/complete: ref.type \"\(type.prefix(40))\" is neither ref/prompt nor ref/resource")
         }
     }
 
@@ -160,14 +193,16 @@ public final class GatewaySession: Sendable {
         return Self.result(m, gateway.initializeResult(version: version))
     }
 
-    /// Sends `m` to `backendID` (with `params.name` set to the backend's own name), over this
-    /// session's own upstream session when the backend keeps per-client state.
-    private func forward(_ m: RPCMessage, to backendID: String, renaming name: String?, progress: (@Sendable ([UInt8]) -> Void)?) async -> [UInt8] {
+    /// Sends `m` to `backendID` (with `params.name`, or the string at `nameRange`, set to the
+    /// backend's own name), over this session's own upstream session when the backend keeps
+    /// per-client state.
+    private func forward(_ m: RPCMessage, to backendID: String, renaming name: String?, at nameRange: Range<Int>? = nil,
+                         progress: (@Sendable ([UInt8]) -> Void)?) async -> [UInt8] {
         guard let backend = gateway.backend(backendID) else {
             return RPCMessage.error(id: m.id, code: RPCErrorCode.serverUnavailable, message: "backend \"\(backendID)\" is gone")
         }
         var message = m
-        if let name, let range = m.paramRange("name") {
+        if let name, let range = nameRange ?? m.paramRange("name") {
             guard let renamed = try? RPCMessage(m.replacing([(range, JSONBytes.quote(name))])) else {
                 return RPCMessage.error(id: m.id, code: RPCErrorCode.internalError, message: "could not rewrite the request")
             }

@@ -125,6 +125,15 @@ if options.template:
         return f"{options.id}:item:{item}"
 
 
+@server.completion()
+async def complete(ref, argument, context):
+    """Completions name the server, what they complete (a prompt's name or a template's URI)
+    and the partial value, so a test sees which backend answered."""
+    from mcp.types import Completion
+    what = getattr(ref, "name", None) or getattr(ref, "uri", "")
+    return Completion(values=[f"{options.id}:{what}:{argument.value}"])
+
+
 def main() -> None:
     if options.bind == "127.0.0.1":
         app = server.streamable_http_app()
