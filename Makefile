@@ -161,8 +161,8 @@ bench-agent:
 	python3 benchmarks/cluster/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry" \
 		--worker "$$($(SWIFT) build -c release --show-bin-path)/registry-crowd-worker"
 
-## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer streamable-HTTP backends
-## registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
+## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer backends (streamable HTTP and
+## legacy SSE) registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
 test-gateway: lib
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" bash tests/gateway/run.sh
