@@ -138,7 +138,7 @@ test-cli:
 	python3 tests/cli/test_servers.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
 ## peer-registry supervise end to end (docs/SUPERVISOR.md): real MCPServer stdio servers and
-## misbehaving ones, the official MCP Python client over streamable HTTP, signals, /proc.
+## misbehaving ones, the official MCP Python client over streamable HTTP and legacy SSE, signals, /proc.
 test-supervise:
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh

@@ -61,7 +61,7 @@ let package = Package(
         ]),
         // The supervisor of stdio servers and the gateway: upstream MCP sessions (stdio
         // processes, and streamable HTTP and legacy SSE servers through AsyncHTTPClient), process
-        // supervision, streamable HTTP bridges, the gateway's catalog and routing. CSupervisorShims does what Swift cannot
+        // supervision, HTTP bridges (streamable and legacy SSE), the gateway's catalog and routing. CSupervisorShims does what Swift cannot
         // between fork and exec (PR_SET_PDEATHSIG, process groups, a long-lived forking thread).
         .target(name: "CSupervisorShims", path: "Sources/CSupervisorShims"),
         .target(
