@@ -441,3 +441,27 @@ def test_sse_backend_restarted_on_its_port_is_reconnected(world):
                 assert text_of(await s.call_tool("relic__whoami", {})) != pid_before
                 wait_for(lambda: world.entries()["relic"]["health"]["status"] == "HEALTHY", 10, "relic HEALTHY")
         run(main())
+
+
+def test_sse_upstream_against_a_supervised_bridges_sse(world):
+    """Both legacy sides of this project together: the gateway's SSE client against the /sse of
+    a bridge it supervises (--config), registered by hand as a second, transport sse entry with
+    the bridge's headers (its bearer token)."""
+    echo_server = ROOT / "tests" / "supervise" / "servers" / "echo_server.py"
+    config = world.tmp / "servers-config.json"
+    config.write_text(json.dumps({"mcpServers": {"sup": {"command": sys.executable, "args": [str(echo_server)],
+                                                        "env": {"PYTHONDONTWRITEBYTECODE": "1"}}}}))
+
+    async def main():
+        async with stdio_gateway(world, "--config", str(config)) as (s, _):
+            await async_wait_for(lambda: _names_if(s, {"sup__echo"}), 60, "the supervised server")
+            with open(world.registry) as f:
+                entry = next(e for e in json.load(f)["servers"] if e["id"] == "sup")
+            sse = entry["url"][: -len("/mcp")] + "/sse"
+            with peer_registry.registered(path=world.registry, id="supsse", url=sse, transport="sse",
+                                          headers=entry["headers"], tools=["echo"]):
+                await async_wait_for(lambda: _names_if(s, {"supsse__echo", "supsse__whoami"}), 30, "the bridge's /sse as a backend")
+                assert text_of(await s.call_tool("supsse__echo", {"text": "legacy both ways"})) == "legacy both ways"
+                # Another session of the same bridge: the sse one has a process of its own.
+                assert text_of(await s.call_tool("supsse__whoami", {})) != text_of(await s.call_tool("sup__whoami", {}))
+    run(main())
