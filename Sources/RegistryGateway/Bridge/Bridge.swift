@@ -278,6 +278,10 @@ final class Bridge: Sendable {
         }
         let session = BridgeSession(id: id, slot: slot, bufferBytes: bufferBytes, fixedStream: fixedStream)
         slot.attach(session)
+        // The initialize is the session's first request: its idle time starts when it is
+        // answered, not before its process started (which may take longer than idleTimeout).
+        session.begin()
+        defer { session.end() }
         switch await readyWithin(slot, server.startTimeout + .seconds(1)) {
         case .failure(let f):
             await server.sessionEnded(session, slot: slot)
