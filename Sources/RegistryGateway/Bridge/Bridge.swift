@@ -20,11 +20,15 @@ final class SSEOutbox: Sendable {
 
     /// Queues one event; over the budget the stream ends instead.
     func send(_ event: [UInt8]) {
-        guard budget.reserve(event.count) else {
-            continuation.finish()
-            return
-        }
+        if !offer(event) { continuation.finish() }
+    }
+
+    /// Queues one event if it fits the budget; false (nothing queued) when it does not.
+    /// Ends nothing, so it may be called under a lock that `onEnd`'s action takes.
+    func offer(_ event: [UInt8]) -> Bool {
+        guard budget.reserve(event.count) else { return false }
         continuation.yield(event)
+        return true
     }
 
     /// `count` bytes of queued events were written to the client.
@@ -92,16 +96,22 @@ final class BridgeSession: UpstreamClient, Sendable {
     func openStream() -> SSEOutbox? {
         guard fixedStream == nil else { return nil }
         let outbox = SSEOutbox(budget: bufferBytes)
-        let ok = state.withLock { s -> Bool in
-            guard s.stream == nil, !s.closed else { return false }
-            s.stream = outbox
-            for e in s.backlog { outbox.send(e) }
-            s.backlog = []
-            return true
-        }
-        if !ok { outbox.finish(); return nil }
         outbox.onEnd { [weak self, weak outbox] in
             self?.state.withLock { s in if s.stream === outbox { s.stream = nil } }
+        }
+        // The backlog goes first, in order, under the lock; a backlog over the budget ends the
+        // stream at once (after the lock: the end takes it).
+        let opened: (ok: Bool, over: Bool) = state.withLock { s in
+            guard s.stream == nil, !s.closed else { return (false, false) }
+            s.stream = outbox
+            var over = false
+            for e in s.backlog where !over { over = !outbox.offer(e) }
+            s.backlog = []
+            return (true, over)
+        }
+        if !opened.ok || opened.over {
+            outbox.finish()
+            if !opened.ok { return nil }
         }
         return outbox
     }
