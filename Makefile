@@ -138,7 +138,7 @@ test-cli:
 	python3 tests/cli/test_servers.py --bin "$$($(SWIFT) build --show-bin-path)/peer-registry"
 
 ## peer-registry supervise end to end (docs/SUPERVISOR.md): real MCPServer stdio servers and
-## misbehaving ones, the official MCP Python client over streamable HTTP, signals, /proc.
+## misbehaving ones, the official MCP Python client over streamable HTTP and legacy SSE, signals, /proc.
 test-supervise:
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" bash tests/supervise/run.sh
@@ -161,8 +161,8 @@ bench-agent:
 	python3 benchmarks/cluster/run.py --bin "$$($(SWIFT) build -c release --show-bin-path)/peer-registry" \
 		--worker "$$($(SWIFT) build -c release --show-bin-path)/registry-crowd-worker"
 
-## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer streamable-HTTP backends
-## registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
+## peer-registry gateway end to end (docs/GATEWAY.md): real MCPServer backends (streamable HTTP and
+## legacy SSE) registered through the Python binding and SIGKILLed, the official MCP Python client over stdio and HTTP.
 test-gateway: lib
 	$(SWIFT) build --product peer-registry
 	PEER_REGISTRY_BIN="$$($(SWIFT) build --show-bin-path)/peer-registry" PEER_REGISTRY_LIB="$(CURDIR)/$(LIBDIR)/libpeerregistry.so" bash tests/gateway/run.sh

@@ -60,8 +60,8 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // The supervisor of stdio servers and the gateway: upstream MCP sessions (stdio
-        // processes, and streamable HTTP servers through AsyncHTTPClient), process
-        // supervision, streamable HTTP bridges, the gateway's catalog and routing. CSupervisorShims does what Swift cannot
+        // processes, and streamable HTTP and legacy SSE servers through AsyncHTTPClient), process
+        // supervision, HTTP bridges (streamable and legacy SSE), the gateway's catalog and routing. CSupervisorShims does what Swift cannot
         // between fork and exec (PR_SET_PDEATHSIG, process groups, a long-lived forking thread).
         .target(name: "CSupervisorShims", path: "Sources/CSupervisorShims"),
         .target(

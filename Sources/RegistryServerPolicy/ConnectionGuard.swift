@@ -114,6 +114,10 @@ public final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
     private var answering = 0
     private var readTimer: Scheduled<Void>?
     private var stallTimer: Scheduled<Void>?
+    /// The client closed its sending side (Hummingbird allows remote half-closure, so the
+    /// connection itself stays open until a write fails), and who wants to know.
+    private var inputClosed = false
+    private var inputClosedActions: [@Sendable () -> Void] = []
 
     init(tracker: ConnectionTracker) {
         self.tracker = tracker
@@ -190,6 +194,35 @@ public final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         context.write(data, promise: promise)
     }
 
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed, !inputClosed {
+            inputClosed = true
+            let actions = inputClosedActions
+            inputClosedActions = []
+            for action in actions { action() }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Runs `action` once the client has closed its side of the connection (at once if it
+    /// has). Call on the channel's event loop.
+    func whenInputClosed(_ action: @escaping @Sendable () -> Void) {
+        if inputClosed { action() } else { inputClosedActions.append(action) }
+    }
+
+    /// Calls `action` once, as soon as the client of `channel` is gone: the connection closed,
+    /// or the client closed its sending side — which is how a client that leaves an event
+    /// stream looks to a server that allows half-closure (Hummingbird's does): without this, a
+    /// long response only notices at its next write. For event streams, which end when their
+    /// client goes.
+    public static func whenClientGone(_ channel: any Channel, _ action: @escaping @Sendable () -> Void) {
+        let once = OnceAction(action)
+        channel.closeFuture.whenComplete { _ in once.run() }
+        channel.pipeline.handler(type: ConnectionGuard.self).whenSuccess { handler in
+            handler.whenInputClosed { once.run() }
+        }
+    }
+
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             stallTimer?.cancel()
@@ -226,6 +259,19 @@ public final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandle
         context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(string: body))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// An action run at most once, whoever calls first.
+private final class OnceAction: Sendable {
+    private let action: Mutex<(@Sendable () -> Void)?>
+    init(_ action: @escaping @Sendable () -> Void) { self.action = Mutex(action) }
+    func run() {
+        let a = action.withLock { a -> (@Sendable () -> Void)? in
+            defer { a = nil }
+            return a
+        }
+        a?()
     }
 }
 

@@ -15,7 +15,8 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "One MCP endpoint for every live MCP server in the registry, on stdio or streamable HTTP.",
         discussion: """
-            Connects to every live entry with transport http (with the entry's headers), shows \
+            Connects to every live entry with transport http (streamable HTTP) or sse (the \
+            legacy HTTP+SSE transport; url = the event stream), with the entry's headers, shows \
             their tools and prompts as <id>__<name> (at most 64 characters of [A-Za-z0-9_-]) and \
             their resources as they are, routes calls (also <id>.<name> and a bare name, by the \
             registry's resolver), and sends list_changed to every client when servers come, go or \

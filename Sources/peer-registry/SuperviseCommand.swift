@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// `peer-registry supervise CONFIG`: runs configured stdio MCP servers, bridges each to
-/// streamable HTTP on 127.0.0.1, registers it, restarts it (docs/SUPERVISOR.md).
+/// streamable HTTP (and legacy HTTP+SSE) on 127.0.0.1, registers it, restarts it (docs/SUPERVISOR.md).
 struct SuperviseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "supervise",
@@ -17,8 +17,9 @@ struct SuperviseCommand: AsyncParsableCommand {
             CONFIG is Claude Desktop's format, {"mcpServers": {"name": {"command", "args", "env", \
             "cwd"}}}, plus "enabled" and per-server options (docs/SUPERVISOR.md); ${VAR} and \
             ${VAR:-default} expand in command, args, env and cwd. Each server gets a streamable \
-            HTTP endpoint on 127.0.0.1 (with a bearer token in its registry entry's headers) and \
-            a registry entry held by this process. The file is watched and reloaded. An invalid \
+            HTTP endpoint on 127.0.0.1, http://127.0.0.1:PORT/mcp (with a bearer token in its \
+            registry entry's headers), the legacy HTTP+SSE transport at /sse on the same port \
+            (same token and rules), and a registry entry held by this process. The file is watched and reloaded. An invalid \
             file is reported with its line and column (exit 1) and nothing starts. Stops every \
             server on SIGINT or SIGTERM.
             """)

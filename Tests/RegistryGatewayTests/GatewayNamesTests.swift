@@ -56,6 +56,36 @@ import Testing
     @Test func emptyEventsAndCommentsAreNotDispatched() {
         #expect(events(["id: 1\ndata:\n\n", ": keep-alive\n\n", "retry: 10\n\n", "dataX: no\n\n"]) == [])
     }
+
+    @Test func eventTypesDefaultToMessage() {
+        var parser = SSEParser()
+        var out: [String] = []
+        parser.feedEvents(Array("event: endpoint\r\ndata: /messages?session_id=ab\r\n\r\ndata: {}\n\n: ping\n\nevent:message\ndata:x\n\n".utf8)) {
+            out.append($0 + " " + String(decoding: $1, as: UTF8.self))
+        }
+        #expect(out == ["endpoint /messages?session_id=ab", "message {}", "message x"])
+    }
+}
+
+@Suite struct SSEEndpointTests {
+    let base = "http://127.0.0.1:4000/sse"
+
+    @Test func relativeAndAbsoluteEndpointsResolveOnTheStreamsOrigin() {
+        #expect(SSEUpstream.resolve("/messages/?session_id=1", against: base) == "http://127.0.0.1:4000/messages/?session_id=1")
+        #expect(SSEUpstream.resolve(" messages?x=1\n", against: "http://h:1/a/sse?token=t") == "http://h:1/a/messages?x=1")
+        #expect(SSEUpstream.resolve("?session_id=2", against: "http://h:1/a/sse?token=t") == "http://h:1/a/sse?session_id=2")
+        #expect(SSEUpstream.resolve("http://127.0.0.1:4000/m?s=1", against: base) == "http://127.0.0.1:4000/m?s=1")
+        #expect(SSEUpstream.resolve("/m", against: "http://127.0.0.1:4000") == "http://127.0.0.1:4000/m")
+    }
+
+    @Test func anotherOriginOrNoURLIsRefused() {
+        // The entry's headers (a bearer token) go with every POST: never to another origin.
+        #expect(SSEUpstream.resolve("http://evil.example/m", against: base) == nil)
+        #expect(SSEUpstream.resolve("http://127.0.0.1:4001/m", against: base) == nil)
+        #expect(SSEUpstream.resolve("//evil.example/m", against: base) == nil)
+        #expect(SSEUpstream.resolve("", against: base) == nil)
+        #expect(SSEUpstream.resolve("/a b", against: base) == nil)
+    }
 }
 
 @Suite struct CatalogTests {

@@ -1,5 +1,5 @@
 """Fixtures for the gateway's tests: `peer-registry gateway` run for real on a private
-registry; backends are real MCPServer streamable-HTTP servers (servers/backend.py) that
+registry; backends are real MCPServer streamable-HTTP (or legacy SSE) servers (servers/backend.py) that
 register themselves through the library's Python binding and are started and SIGKILLed
 here; the client is the official MCP Python SDK's ClientSession over stdio or streamable HTTP."""
 

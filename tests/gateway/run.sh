@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `peer-registry gateway` tested with real MCP servers (the official SDK's MCPServer over
-# streamable HTTP, registered through the Python binding) and the official MCP Python client
+# streamable HTTP and legacy SSE, registered through the Python binding) and the official MCP Python client
 # over stdio and streamable HTTP (the `mcp` package from PyPI, installed if missing). Builds
 # peer-registry unless $PEER_REGISTRY_BIN names one, and libpeerregistry.so for the binding
 # unless $PEER_REGISTRY_LIB names one. Extra arguments go to pytest.

@@ -1,5 +1,5 @@
-"""`peer-registry gateway` end to end: real MCPServer backends registered through the Python
-binding, the official MCP Python client over stdio and streamable HTTP (docs/GATEWAY.md)."""
+"""`peer-registry gateway` end to end: real MCPServer backends (streamable HTTP, and legacy
+HTTP+SSE) registered through the Python binding, the official MCP Python client over stdio and streamable HTTP (docs/GATEWAY.md)."""
 
 from __future__ import annotations
 
@@ -377,3 +377,119 @@ def test_config_runs_supervised_stdio_servers_too(world):
     # The client closed stdin: the gateway stopped, and its supervised server's entry went with it.
     wait_for(lambda: "sup" not in world.entries(), 30, "the supervised entry removed")
     assert "self" in world.entries()
+
+
+# -- the legacy HTTP+SSE transport upstream (MCP 2024-11-05) -------------------------------------
+
+
+def test_sse_backend_is_aggregated_with_progress_and_list_changed(world):
+    """A real MCPServer serving sse_app() (GET /sse, POST /messages/?session_id=...), registered
+    with transport sse: its tools are shown and called like a streamable server's."""
+    world.start_backend("legacy", "--transport", "sse", "--tools", "hello", "--prompts", "brief")
+    entry = world.entries()["legacy"]
+    assert entry["transport"] == "sse" and entry["url"].endswith("/sse"), entry
+
+    async def main():
+        async with stdio_gateway(world) as (s, notes):
+            names = await async_wait_for(lambda: _names_if(s, {"legacy__hello", "legacy__whoami"}), 20, "the sse backend listed")
+            assert "legacy__grow" in names
+            assert text_of(await s.call_tool("legacy__hello", {})) == "legacy:hello"
+            assert text_of(await s.call_tool("legacy.echo", {"text": "x"})) == "legacy:x"
+            assert text_of(await s.call_tool("hello", {})) == "legacy:hello"
+            got = await s.get_prompt("legacy__brief", {"topic": "t"})
+            assert got.messages[0].content.text == "legacy:brief:t"
+            steps = []
+
+            async def progress(p, total, message):
+                steps.append((p, total))
+            assert text_of(await s.call_tool("legacy__slow", {"seconds": 0.2}, progress_callback=progress)) == "slept 0.2"
+            assert steps == [(float(i), 5.0) for i in range(1, 6)]
+            # The server's own list_changed (on its stream) makes the gateway fetch the list again.
+            before = notes.count("notifications/tools/list_changed")
+            assert text_of(await s.call_tool("legacy__grow", {})) == "grown"
+            await notes.wait("notifications/tools/list_changed", before, timeout=10)
+            await async_wait_for(lambda: _names_if(s, {"legacy__extra"}), 10, "legacy__extra listed")
+            assert text_of(await s.call_tool("legacy__extra", {})) == "legacy:extra"
+    run(main())
+
+
+def test_sse_and_streamable_backends_side_by_side_and_sse_killed(world):
+    url = world.start_http_gateway()
+    world.start_backend("modern", "--tools", "fresh")
+    legacy = world.start_backend("legacy", "--transport", "sse", "--tools", "old")
+    headers = {"Authorization": f"Bearer {world.token}"}
+
+    async def main():
+        async with http_gateway(url, headers) as (a, notes), http_gateway(url, headers) as (b, _):
+            await async_wait_for(lambda: _names_if(a, {"modern__fresh", "legacy__old"}), 20, "both backends")
+            assert text_of(await a.call_tool("modern__fresh", {})) == "modern:fresh"
+            assert text_of(await a.call_tool("legacy__old", {})) == "legacy:old"
+            # A legacy session is its stream: each downstream session has its own with the backend.
+            assert text_of(await a.call_tool("legacy__count", {})) == "1"
+            assert text_of(await a.call_tool("legacy__count", {})) == "2"
+            assert text_of(await b.call_tool("legacy__count", {})) == "1"
+            assert text_of(await b.call_tool("modern__count", {})) == "1"
+            before = notes.count("notifications/tools/list_changed")
+            legacy.kill()
+            started = time.monotonic()
+            message = await call_error(a, "legacy__old")
+            assert "legacy" in message, message
+            assert time.monotonic() - started < 5
+            await notes.wait("notifications/tools/list_changed", before, timeout=10)
+            names = await async_wait_for(lambda: _names_if_absent(a, "legacy__old"), 10, "legacy's tools gone")
+            assert "modern__fresh" in names
+            assert text_of(await a.call_tool("modern__echo", {"text": "on"})) == "modern:on"
+            assert text_of(await b.call_tool("modern__count", {})) == "2"
+    run(main())
+
+
+def test_sse_backend_restarted_on_its_port_is_reconnected(world):
+    """The entry stays (registered by this test) while the legacy server is SIGKILLed: the
+    gateway marks it DOWN and hides it, then, once a new process serves the same port, opens a
+    new stream, initializes again and shows it; the downstream session carries on."""
+    url = world.start_http_gateway()
+    first = world.start_backend("relic", "--transport", "sse", register=False)
+    with peer_registry.registered(path=world.registry, id="relic", url=f"http://127.0.0.1:{first.port}/sse",
+                                  transport="sse", tools=["whoami", "count"]):
+        async def main():
+            async with http_gateway(url, {"Authorization": f"Bearer {world.token}"}) as (s, notes):
+                await async_wait_for(lambda: _names_if(s, {"relic__count"}), 20, "relic listed")
+                assert text_of(await s.call_tool("relic__count", {})) == "1"
+                pid_before = text_of(await s.call_tool("relic__whoami", {}))
+                before = notes.count("notifications/tools/list_changed")
+                first.kill()
+                message = await call_error(s, "relic__count")
+                assert "relic" in message, message
+                await notes.wait("notifications/tools/list_changed", before, timeout=10)
+                wait_for(lambda: world.entries()["relic"]["health"]["status"] == "DOWN", 10, "relic DOWN")
+                assert "gateway" in world.entries()["relic"]["health"].get("message", "")
+                world.start_backend("relic", "--transport", "sse", register=False, port=first.port)
+                await async_wait_for(lambda: _names_if(s, {"relic__count"}), 20, "relic back")
+                assert text_of(await s.call_tool("relic__count", {})) == "1"
+                assert text_of(await s.call_tool("relic__whoami", {})) != pid_before
+                wait_for(lambda: world.entries()["relic"]["health"]["status"] == "HEALTHY", 10, "relic HEALTHY")
+        run(main())
+
+
+def test_sse_upstream_against_a_supervised_bridges_sse(world):
+    """Both legacy sides of this project together: the gateway's SSE client against the /sse of
+    a bridge it supervises (--config), registered by hand as a second, transport sse entry with
+    the bridge's headers (its bearer token)."""
+    echo_server = ROOT / "tests" / "supervise" / "servers" / "echo_server.py"
+    config = world.tmp / "servers-config.json"
+    config.write_text(json.dumps({"mcpServers": {"sup": {"command": sys.executable, "args": [str(echo_server)],
+                                                        "env": {"PYTHONDONTWRITEBYTECODE": "1"}}}}))
+
+    async def main():
+        async with stdio_gateway(world, "--config", str(config)) as (s, _):
+            await async_wait_for(lambda: _names_if(s, {"sup__echo"}), 60, "the supervised server")
+            with open(world.registry) as f:
+                entry = next(e for e in json.load(f)["servers"] if e["id"] == "sup")
+            sse = entry["url"][: -len("/mcp")] + "/sse"
+            with peer_registry.registered(path=world.registry, id="supsse", url=sse, transport="sse",
+                                          headers=entry["headers"], tools=["echo"]):
+                await async_wait_for(lambda: _names_if(s, {"supsse__echo", "supsse__whoami"}), 30, "the bridge's /sse as a backend")
+                assert text_of(await s.call_tool("supsse__echo", {"text": "legacy both ways"})) == "legacy both ways"
+                # Another session of the same bridge: the sse one has a process of its own.
+                assert text_of(await s.call_tool("supsse__whoami", {})) != text_of(await s.call_tool("sup__whoami", {}))
+    run(main())

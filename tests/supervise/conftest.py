@@ -220,6 +220,26 @@ async def mcp_session(sup: Supervise, server_id: str, *, headers: dict[str, str]
                 yield session
 
 
+def sse_url(entry: dict[str, Any]) -> str:
+    """The legacy HTTP+SSE URL of a bridge: its entry's /mcp URL with /sse instead."""
+    assert entry["url"].endswith("/mcp"), entry["url"]
+    return entry["url"][: -len("/mcp")] + "/sse"
+
+
+@asynccontextmanager
+async def sse_session(sup: Supervise, server_id: str, *, headers: dict[str, str] | None = None) -> AsyncIterator[Any]:
+    """An official SDK ClientSession over the legacy HTTP+SSE transport (mcp.client.sse) to the
+    bridge's /sse, with the entry's headers (its bearer token)."""
+    from mcp import ClientSession
+    from mcp.client.sse import sse_client
+
+    entry = sup.file_entry(server_id)
+    async with sse_client(sse_url(entry), headers=entry.get("headers") if headers is None else headers) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
 def text_of(result: Any) -> str:
     assert not result.is_error, f"tool error: {result.content}"
     return result.content[0].text

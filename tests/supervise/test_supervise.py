@@ -5,16 +5,19 @@ found in the registry, real signals, the process table checked in /proc."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
 
-from conftest import PYTHON, SERVERS, Supervise, initialize_error, mcp_session, processes_with_marker, run, server_cmd, text_of, wait_for, zombies_of
+from conftest import (PYTHON, SERVERS, Supervise, initialize_error, mcp_session, processes_with_marker, run, server_cmd, sse_session, sse_url,
+                      text_of, wait_for, zombies_of)
 
 
 def echo(*args: str, **options) -> dict:
@@ -356,3 +359,147 @@ def test_tool_list_changed_updates_the_entry(supervise: Supervise) -> None:
             wait_for(lambda: "extra" in supervise.entries()["growing"]["capabilities"]["tools"], 30, "the new tool in the entry")
     run(grow())
     assert json.loads(supervise.cli("resolve", "tool", "extra").stdout)["id"] == "growing"
+
+
+# --- the legacy HTTP+SSE transport (MCP 2024-11-05) on the same port ------------------------
+
+def raw_sse_get(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """GET an SSE URL; the status and, for 200, the first event's text (then the stream is closed)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers={"Accept": "text/event-stream", **headers})
+        response = conn.getresponse()
+        if response.status != 200:
+            return response.status, response.read().decode(errors="replace")
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += response.readline()
+        return 200, first.decode()
+    finally:
+        conn.close()
+
+
+def raw_post_to(url: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_legacy_sse_client_lists_calls_and_times_out(supervise: Supervise) -> None:
+    supervise.start({"echo": echo(requestTimeout=1.5)}, wait=["echo"])
+    entry = supervise.entries()["echo"]
+    # One entry per server: transport http, the /mcp URL; /sse is on the same port.
+    assert entry["transport"] == "http" and entry["url"].endswith("/mcp")
+
+    async def check():
+        from mcp.shared.exceptions import MCPError
+        async with sse_session(supervise, "echo") as s:
+            tools = {t.name for t in (await s.list_tools()).tools}
+            assert {"echo", "add", "whoami", "slow"} <= tools
+            assert text_of(await s.call_tool("add", {"a": 2, "b": 40})) == "42"
+            assert supervise.entries()["echo"]["metadata"]["supervisor"]["sessions"] == 1
+            seen = []
+
+            async def progress(p, total, message):
+                seen.append(p)
+            assert text_of(await s.call_tool("slow", {"seconds": 0.3}, progress_callback=progress)) == "slept 0.3"
+            assert seen == [float(i) for i in range(1, 11)]
+            res = await s.read_resource("echo://items/7")
+            assert res.contents[0].text == "item 7"
+            assert (await s.get_prompt("greet", {"name": "sse"})).messages[0].content.text == "Hello, sse!"
+            with pytest.raises(MCPError, match="no answer from the server within 1.5 s"):
+                await s.call_tool("slow", {"seconds": 5})
+            assert text_of(await s.call_tool("echo", {"text": "after"})) == "after"
+    run(check())
+
+
+def test_legacy_sse_under_the_same_policy(supervise: Supervise) -> None:
+    supervise.start({"echo": echo(eager=True)}, wait=["echo"])
+    entry = supervise.file_entry("echo")
+    url, auth = sse_url(entry), entry["headers"]["Authorization"]
+    token = auth.split(" ", 1)[1]
+    assert raw_sse_get(url, {})[0] == 401
+    assert raw_sse_get(url, {"Authorization": "Bearer wrong"})[0] == 401
+    assert raw_sse_get(url, {"Authorization": auth, "Origin": "http://evil.example"})[0] == 403
+    assert raw_sse_get(url, {"Authorization": auth, "Host": "evil.example:80"})[0] == 403
+    status, first = raw_sse_get(url, {"Authorization": auth, "Origin": "http://localhost:3000"})
+    assert status == 200 and first.startswith("event: endpoint\ndata: /messages?session_id="), first
+    assert "token=" not in first
+    # Given the URL with ?token= (as an EventSource must), the endpoint carries it too.
+    status, first = raw_sse_get(url + "?token=" + token, {})
+    assert status == 200 and first.rstrip().endswith("&token=" + token), first
+    messages = url[: -len("/sse")] + "/messages"
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    assert raw_post_to(messages + "?session_id=nope", init, {}) == 401
+    assert raw_post_to(messages + "?session_id=nope", init, {"Authorization": auth, "Origin": "http://evil.example"}) == 403
+    assert raw_post_to(messages + "?session_id=nope", init, {"Authorization": auth}) == 404
+    assert raw_post_to(messages, init, {"Authorization": auth}) == 400
+
+    async def refused():
+        async with sse_session(supervise, "echo", headers={}):
+            pass
+    with pytest.raises(BaseException) as caught:
+        run(refused())
+    assert "401" in repr(caught.value), repr(caught.value)
+
+
+def test_legacy_sse_sessions_have_their_own_processes_unless_shared(supervise: Supervise) -> None:
+    supervise.start({"own": echo(), "shared": echo(shared=True)}, wait=["own", "shared"])
+
+    async def sessions(server_id: str):
+        async with sse_session(supervise, server_id) as a, sse_session(supervise, server_id) as b, \
+                mcp_session(supervise, server_id) as c:
+            pa = text_of(await a.call_tool("whoami", {}))
+            pb = text_of(await b.call_tool("whoami", {}))
+            pc = text_of(await c.call_tool("whoami", {}))
+            ca = [text_of(await a.call_tool("count", {})) for _ in range(2)]
+            cb = text_of(await b.call_tool("count", {}))
+            return {pa, pb, pc}, ca, cb
+
+    pids, ca, cb = run(sessions("own"))
+    assert len(pids) == 3, "two legacy sessions and a streamable one: a process each"
+    assert ca == ["1", "2"] and cb == "1", "state leaked between sessions"
+    pids, ca, cb = run(sessions("shared"))
+    assert len(pids) == 1, "shared: one process for every session, legacy or not"
+    assert ca == ["1", "2"] and cb == "3"
+
+
+def test_closing_the_sse_stream_ends_the_session(supervise: Supervise) -> None:
+    supervise.start({"own": echo(), "idle": echo(idleTimeout=1.0)}, wait=["own", "idle"])
+    wait_for(lambda: supervise.processes() == [], 30, "the discovery processes to stop")
+
+    async def open_and_close():
+        async with sse_session(supervise, "own") as s:
+            pid = int(text_of(await s.call_tool("whoami", {})))
+            assert pid in supervise.processes()
+            assert supervise.entries()["own"]["metadata"]["supervisor"]["sessions"] == 1
+        return pid
+    pid = run(open_and_close())
+    # The client closed its stream: the session ended and its process was stopped.
+    wait_for(lambda: pid not in supervise.processes(), 15, "the session's process to stop")
+    wait_for(lambda: supervise.entries()["own"]["metadata"]["supervisor"]["sessions"] == 0, 10, "no session left")
+
+    seen: dict[str, object] = {}
+
+    async def expire():
+        async with sse_session(supervise, "idle") as s:
+            seen["pid"] = int(text_of(await s.call_tool("whoami", {})))
+            await asyncio.sleep(2.5)
+            # Expired after 1 s without a request: the supervisor closed the stream (and the process).
+            try:
+                await asyncio.wait_for(s.call_tool("whoami", {}), 10)
+                seen["call"] = "answered"
+            except Exception as e:  # noqa: BLE001 - whatever the SDK makes of the ended stream
+                seen["call"] = repr(e)
+    try:
+        run(expire())
+    except Exception:  # noqa: BLE001 - the SDK's task group may report the ended stream on the way out
+        pass
+    assert seen.get("call") not in (None, "answered"), seen
+    wait_for(lambda: seen["pid"] not in supervise.processes(), 15, "the expired session's process to stop")
+    assert "session expired" in supervise.output()
+    print(f"call after expiry: {seen['call']}")

@@ -5,30 +5,75 @@ import NIOCore
 import RegistryServerPolicy
 import Synchronization
 
-/// One downstream session of a bridge (`Mcp-Session-Id`): the process slot it uses, its
-/// server-to-client SSE stream (GET), and what arrived while no stream was open.
+/// The events waiting for one SSE response, within the client's byte budget
+/// (`ServerLimits.clientBufferBytes`, counted by the project's `ClientBudget`): a client that
+/// lets more wait loses its stream, not the supervisor's memory. The writer calls `written`.
+final class SSEOutbox: Sendable {
+    let stream: AsyncStream<[UInt8]>
+    private let continuation: AsyncStream<[UInt8]>.Continuation
+    private let budget: ClientBudget
+
+    init(budget: Int) {
+        (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .unbounded)
+        self.budget = ClientBudget(limit: budget)
+    }
+
+    /// Queues one event; over the budget the stream ends instead.
+    func send(_ event: [UInt8]) {
+        if !offer(event) { continuation.finish() }
+    }
+
+    /// Queues one event if it fits the budget; false (nothing queued) when it does not.
+    /// Ends nothing, so it may be called under a lock that `onEnd`'s action takes.
+    func offer(_ event: [UInt8]) -> Bool {
+        guard budget.reserve(event.count) else { return false }
+        continuation.yield(event)
+        return true
+    }
+
+    /// `count` bytes of queued events were written to the client.
+    func written(_ count: Int) { budget.release(count) }
+
+    func finish() { continuation.finish() }
+
+    /// Runs `action` once the stream has ended (finished, over budget, or its writer gone).
+    func onEnd(_ action: @escaping @Sendable () -> Void) {
+        continuation.onTermination = { _ in action() }
+    }
+}
+
+/// One downstream session of a bridge (`Mcp-Session-Id`, or a legacy `/sse` stream): the process
+/// slot it uses, its server-to-client SSE stream, and what arrived while no stream was open.
 final class BridgeSession: UpstreamClient, Sendable {
     let id: String
     let slot: ProcessSlot
+    /// Bytes that may wait for the client on its stream (`ServerLimits.clientBufferBytes`).
+    let bufferBytes: Int
+    /// Legacy HTTP+SSE: the one stream the session was opened with (GET /sse), which carries
+    /// everything, answers included. nil: GET /mcp streams that come and go.
+    let fixedStream: SSEOutbox?
 
     private struct State {
         var lastUsed = ContinuousClock.now
         var inFlight = 0
-        var stream: AsyncStream<[UInt8]>.Continuation?
+        var stream: SSEOutbox?
         var backlog: [[UInt8]] = []
         var closed = false
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     static let maxBacklog = 256
 
-    init(id: String, slot: ProcessSlot) {
+    init(id: String, slot: ProcessSlot, bufferBytes: Int, fixedStream: SSEOutbox? = nil) {
         self.id = id
         self.slot = slot
+        self.bufferBytes = bufferBytes
+        self.fixedStream = fixedStream
+        self.state = Mutex(State(stream: fixedStream))
     }
 
     func deliver(_ message: [UInt8]) {
         let event = Self.sseEvent(message)
-        let stream: AsyncStream<[UInt8]>.Continuation? = state.withLock { s in
+        let stream: SSEOutbox? = state.withLock { s in
             if let stream = s.stream { return stream }
             if !s.closed {
                 s.backlog.append(event)
@@ -36,7 +81,7 @@ final class BridgeSession: UpstreamClient, Sendable {
             }
             return nil
         }
-        stream?.yield(event)
+        stream?.send(event)
     }
 
     func begin() { state.withLock { s in s.inFlight += 1; s.lastUsed = .now } }
@@ -46,25 +91,33 @@ final class BridgeSession: UpstreamClient, Sendable {
         state.withLock { s in s.inFlight == 0 && now - s.lastUsed > limit }
     }
 
-    /// The server-to-client stream; nil when one is already open.
-    func openStream() -> AsyncStream<[UInt8]>? {
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let ok = state.withLock { s -> Bool in
-            guard s.stream == nil, !s.closed else { return false }
-            s.stream = continuation
-            for e in s.backlog { continuation.yield(e) }
+    /// A server-to-client stream (GET /mcp); nil when one is already open (or the session has
+    /// its fixed legacy stream). When it ends, messages wait in the backlog for the next one.
+    func openStream() -> SSEOutbox? {
+        guard fixedStream == nil else { return nil }
+        let outbox = SSEOutbox(budget: bufferBytes)
+        outbox.onEnd { [weak self, weak outbox] in
+            self?.state.withLock { s in if s.stream === outbox { s.stream = nil } }
+        }
+        // The backlog goes first, in order, under the lock; a backlog over the budget ends the
+        // stream at once (after the lock: the end takes it).
+        let opened: (ok: Bool, over: Bool) = state.withLock { s in
+            guard s.stream == nil, !s.closed else { return (false, false) }
+            s.stream = outbox
+            var over = false
+            for e in s.backlog where !over { over = !outbox.offer(e) }
             s.backlog = []
-            return true
+            return (true, over)
         }
-        if !ok { continuation.finish(); return nil }
-        continuation.onTermination = { [weak self] _ in
-            self?.state.withLock { s in s.stream = nil }
+        if !opened.ok || opened.over {
+            outbox.finish()
+            if !opened.ok { return nil }
         }
-        return stream
+        return outbox
     }
 
     func close() {
-        let stream = state.withLock { s -> AsyncStream<[UInt8]>.Continuation? in
+        let stream = state.withLock { s -> SSEOutbox? in
             s.closed = true
             s.backlog = []
             defer { s.stream = nil }
@@ -78,36 +131,51 @@ final class BridgeSession: UpstreamClient, Sendable {
     }
 }
 
-/// The streamable HTTP endpoint of one supervised server (MCP 2025-03-26 and later): POST
-/// carries client messages (answered with JSON, or with an SSE stream when a request asks for
-/// progress), GET opens the session's server-to-client stream (with keep-alive comments),
-/// DELETE ends the session. Who may call it (loopback Host and Origin, the bearer token),
-/// connection caps and timeouts are the project's one `ServerPolicy`, applied before this
-/// (`Supervisor.serve`).
+/// The HTTP endpoints of one supervised server, both served under the project's one
+/// `ServerPolicy` (loopback Host and Origin, the bearer token, connection caps, timeouts,
+/// per-client byte budget), applied before this (`Supervisor.serve`):
+///
+/// - `/mcp`, streamable HTTP (MCP 2025-03-26 and later): POST carries client messages (answered
+///   with JSON, or with an SSE stream when a request asks for progress), GET opens the session's
+///   server-to-client stream (with keep-alive comments), DELETE ends the session.
+/// - `/sse` + `/messages`, the legacy HTTP+SSE transport (MCP 2024-11-05): `Bridge+LegacySSE.swift`.
+///
+/// A session of either kind is a `BridgeSession` with its process slot.
 final class Bridge: Sendable {
     let server: ServerSupervisor
     private let sessions = Mutex<[String: BridgeSession]>([:])
+    /// Legacy HTTP+SSE sessions by their `session_id` (a separate namespace from `Mcp-Session-Id`).
+    let legacySessions = Mutex<[String: LegacySession]>([:])
+    /// Bytes that may wait for one client on a stream.
+    let bufferBytes: Int
     static let maxBodyBytes = 16 << 20
     static let sessionHeader = HTTPField.Name("Mcp-Session-Id")
 
     init(server: ServerSupervisor) {
         self.server = server
+        self.bufferBytes = Self.limits.clientBufferBytes
+    }
+
+    /// The project's limits, with request bodies up to `maxBodyBytes`.
+    static var limits: ServerLimits {
+        var limits = ServerLimits()
+        limits.maxBodyBytes = maxBodyBytes
+        return limits
     }
 
     /// The policy of every bridge: loopback only, the server's token, the project's limits.
     static func policy(token: AccessToken) -> ServerPolicy {
-        var limits = ServerLimits()
-        limits.maxBodyBytes = maxBodyBytes
-        return ServerPolicy(access: AccessPolicy(), token: token, limits: limits)
+        ServerPolicy(access: AccessPolicy(), token: token, limits: limits)
     }
 
-    var sessionCount: Int { sessions.withLock { $0.count } }
+    var sessionCount: Int { sessions.withLock { $0.count } + legacySessions.withLock { $0.count } }
 
-    func respond(to request: Request) async throws -> Response {
+    /// `/mcp`. `channel`: the request's connection (a GET stream ends as soon as it closes).
+    func respond(to request: Request, channel: (any Channel)? = nil) async throws -> Response {
         let sessionID = Self.sessionHeader.flatMap { request.headers[$0] }
         switch request.method {
         case .post: return try await post(request, sessionID: sessionID)
-        case .get: return get(request, sessionID: sessionID)
+        case .get: return get(request, sessionID: sessionID, channel: channel)
         case .delete: return await delete(sessionID: sessionID)
         default:
             return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Method Not Allowed: use POST, GET or DELETE"), status: .methodNotAllowed)
@@ -157,14 +225,14 @@ final class Bridge: Sendable {
         }
     }
 
-    private func forward(_ message: RPCMessage, session: BridgeSession) {
+    func forward(_ message: RPCMessage, session: BridgeSession) {
         // The supervisor sends notifications/initialized itself after each initialize (replays too).
         guard message.method != "notifications/initialized" else { return }
         session.slot.current?.connection.notify(message, from: session)
     }
 
     /// One request of a session: to its process, started or restarted as needed.
-    private func handle(_ message: RPCMessage, session: BridgeSession) async -> [UInt8] {
+    func handle(_ message: RPCMessage, session: BridgeSession) async -> [UInt8] {
         session.begin()
         defer { session.end() }
         let live: ProcessSlot.Live
@@ -202,23 +270,36 @@ final class Bridge: Sendable {
     }
 
     private func initialize(_ message: RPCMessage) async -> Response {
+        let (session, answer) = await openSession(message, id: ServerSupervisor.newToken(), fixedStream: nil)
+        guard let session else { return Self.json(answer) }
+        sessions.withLock { $0[session.id] = session }
+        return Self.json(answer, session: session.id)
+    }
+
+    /// A new session for a client's `initialize`: a process slot (its own process, or the
+    /// shared one) that is ready, and the answer with the client's id. No session when it could
+    /// not be had (the answer is the error).
+    func openSession(_ message: RPCMessage, id: String, fixedStream: SSEOutbox?) async -> (BridgeSession?, [UInt8]) {
         let params = message.paramsRange.map { String(decoding: message.bytes[$0], as: UTF8.self) } ?? "{}"
         let slot: ProcessSlot
         switch server.slotForNewSession(initializeParams: params) {
         case .success(let s): slot = s
-        case .failure(let f): return Self.json(RPCMessage.error(id: message.id, code: f.code, message: f.message))
+        case .failure(let f): return (nil, RPCMessage.error(id: message.id, code: f.code, message: f.message))
         }
-        let session = BridgeSession(id: ServerSupervisor.newToken(), slot: slot)
+        let session = BridgeSession(id: id, slot: slot, bufferBytes: bufferBytes, fixedStream: fixedStream)
         slot.attach(session)
+        // The initialize is the session's first request: its idle time starts when it is
+        // answered, not before its process started (which may take longer than idleTimeout).
+        session.begin()
+        defer { session.end() }
         switch await readyWithin(slot, server.startTimeout + .seconds(1)) {
         case .failure(let f):
             await server.sessionEnded(session, slot: slot)
-            return Self.json(RPCMessage.error(id: message.id, code: f.code, message: f.message))
+            return (nil, RPCMessage.error(id: message.id, code: f.code, message: f.message))
         case .success(let live):
-            sessions.withLock { $0[session.id] = session }
-            server.log(.debug, "session opened", ["session": session.id, "pid": "\(live.process.pid)"])
+            server.log(.debug, "session opened", ["session": session.id, "pid": "\(live.process.pid)", "transport": fixedStream == nil ? "streamable" : "sse"])
             server.changed()
-            return Self.json(Self.withID(live.initializeResponse, message.id), session: session.id)
+            return (session, Self.withID(live.initializeResponse, message.id))
         }
     }
 
@@ -251,20 +332,10 @@ final class Bridge: Sendable {
         guard let sessionID, let session = sessions.withLock({ $0[sessionID] }) else {
             return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Bad Request: a batch needs a session (initialize alone first)"), status: .badRequest)
         }
-        var items: [RPCMessage] = []
-        var i = 1
-        JSONBytes.skipSpace(bytes, &i)
-        while i < bytes.count, bytes[i] != UInt8(ascii: "]") {
-            let start = i
-            do { try JSONBytes.skipValue(bytes, &i) } catch {
-                return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.parseError, message: "Parse error: \(error)"), status: .badRequest)
-            }
-            guard let m = try? RPCMessage(Array(bytes[start..<i])) else {
-                return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Invalid Request in batch"), status: .badRequest)
-            }
-            items.append(m)
-            JSONBytes.skipSpace(bytes, &i)
-            if i < bytes.count, bytes[i] == UInt8(ascii: ",") { i += 1; JSONBytes.skipSpace(bytes, &i) }
+        let items: [RPCMessage]
+        switch Self.parseMessages(bytes) {
+        case .success(let m): items = m
+        case .failure(let f): return Self.json(RPCMessage.error(id: nil, code: f.code, message: f.message), status: .badRequest)
         }
         var answers: [[UInt8]] = []
         await withTaskGroup(of: [UInt8]?.self) { group in
@@ -289,20 +360,23 @@ final class Bridge: Sendable {
 
     // MARK: GET / DELETE
 
-    private func get(_ request: Request, sessionID: String?) -> Response {
+    private func get(_ request: Request, sessionID: String?, channel: (any Channel)?) -> Response {
         guard let sessionID, let session = sessions.withLock({ $0[sessionID] }) else {
             return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: sessionID == nil ? "Bad Request: no Mcp-Session-Id header" : "Not Found: no such session"),
                              status: sessionID == nil ? .badRequest : .notFound)
         }
-        guard let stream = session.openStream() else {
+        guard let outbox = session.openStream() else {
             return Self.json(RPCMessage.error(id: nil, code: RPCErrorCode.invalidRequest, message: "Conflict: this session already has a stream open"), status: .conflict)
         }
+        // A client that goes away ends its stream now, not at the next keep-alive.
+        if let channel { ConnectionGuard.whenClientGone(channel) { outbox.finish() } }
         let keepAlive = server.keepAlive
         var headers = Self.sseHeaders
         if let name = Self.sessionHeader { headers[name] = sessionID }
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            await Self.writeEvents(stream, keepAlive: keepAlive, to: &writer) { _ in }
-            session.close()
+            // When it ends (client gone, over its budget), messages wait for the next GET.
+            await Self.writeEvents(outbox.stream, keepAlive: keepAlive, to: &writer) { outbox.written($0.count) }
+            outbox.finish()
             try? await writer.finish(nil)
         })
     }
@@ -336,6 +410,11 @@ final class Bridge: Sendable {
                 server.log(.info, "session expired", ["session": s.id, "idleTimeout": formatSeconds(server.config.idleTimeout)])
                 await server.sessionEnded(s, slot: s.slot)
             }
+            let expiredLegacy = legacySessions.withLock { all in all.values.filter { $0.idle(longerThan: limit, now: now) }.map(\.id) }
+            for id in expiredLegacy {
+                server.log(.info, "session expired", ["session": id, "transport": "sse", "idleTimeout": formatSeconds(server.config.idleTimeout)])
+                await endLegacySession(id)
+            }
         }
     }
 
@@ -348,6 +427,7 @@ final class Bridge: Sendable {
             s.close()
             await server.sessionEnded(s, slot: s.slot)
         }
+        for id in legacySessions.withLock({ Array($0.keys) }) { await endLegacySession(id) }
     }
 
     // MARK: Responses

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import RegistryKit
 import Synchronization
 
-/// One registry entry the gateway reaches (transport http): the gateway's own session with it
+/// One registry entry the gateway reaches (transport http or sse): the gateway's own session with it
 /// (its lists, and the calls of backends that keep no per-client state), what it offers, and
 /// whether it can be reached now.
 final class Backend: Sendable {
@@ -22,7 +22,7 @@ final class Backend: Sendable {
     private struct State {
         var phase: Phase = .connecting
         var health: HealthStatus
-        var upstream: HTTPUpstream?
+        var upstream: (any MCPUpstream)?
         var lists = BackendLists()
         var usesSessions = false
         var offers = (tools: false, prompts: false, resources: false)
@@ -39,7 +39,7 @@ final class Backend: Sendable {
 
     var phase: Phase { state.withLock { $0.phase } }
     var lists: BackendLists { state.withLock { $0.lists } }
-    var upstream: HTTPUpstream? { state.withLock { $0.upstream } }
+    var upstream: (any MCPUpstream)? { state.withLock { $0.upstream } }
     /// Shown and callable: connected, and not DOWN in the registry.
     var isVisible: Bool { state.withLock { $0.phase == .ready && $0.health != .down } }
     /// Calls need one upstream session per downstream session (the server hands out
@@ -63,10 +63,10 @@ final class Backend: Sendable {
 
     /// Connects (initialize, then every list the server offers). On success the backend is
     /// ready; on failure it is unreachable with the reason.
-    func connect(gateway: Gateway) async -> Result<Void, HTTPUpstream.Failure> {
+    func connect(gateway: Gateway) async -> Result<Void, UpstreamFailure> {
         guard let url = entry.url else { return .failure(.init(message: "backend \"\(id)\" has no url")) }
-        let upstream = HTTPUpstream(
-            backendID: id, url: url, headers: entry.headers ?? [:], client: gateway.client,
+        let upstream = Upstreams.make(
+            transport: entry.transport, backendID: id, url: url, headers: entry.headers ?? [:], client: gateway.client,
             initializeParams: Gateway.initializeParams, requestTimeout: gateway.options.requestTimeout, exclusive: false,
             onFailure: { [weak self, weak gateway] why in
                 guard let self, let gateway else { return }
@@ -81,12 +81,12 @@ final class Backend: Sendable {
             default: break
             }
         }
-        let old: HTTPUpstream? = state.withLock { s in
+        let old: (any MCPUpstream)? = state.withLock { s in
             defer { s.upstream = upstream }
             return s.upstream
         }
         old?.close(reason: "backend \"\(id)\" reconnected")
-        let handshake: HTTPUpstream.Handshake
+        let handshake: UpstreamHandshake
         switch await upstream.start() {
         case .success(let h): handshake = h
         case .failure(let f):
@@ -121,7 +121,7 @@ final class Backend: Sendable {
         return after != before
     }
 
-    private func fetch(_ upstream: HTTPUpstream, _ kinds: Set<ListKind>, previous: BackendLists) async -> BackendLists {
+    private func fetch(_ upstream: any MCPUpstream, _ kinds: Set<ListKind>, previous: BackendLists) async -> BackendLists {
         var lists = previous
         let offers = state.withLock { $0.offers }
         if kinds.contains(.tools) { lists.tools = offers.tools ? await Self.list(upstream, "tools/list", "tools") : [] }
@@ -134,7 +134,7 @@ final class Backend: Sendable {
     }
 
     /// Every page of a list (at most 100 pages).
-    static func list(_ upstream: HTTPUpstream, _ method: String, _ key: String) async -> [JSONObject] {
+    static func list(_ upstream: any MCPUpstream, _ method: String, _ key: String) async -> [JSONObject] {
         var out: [JSONObject] = []
         var cursor: String?
         for _ in 0..<100 {
@@ -191,7 +191,7 @@ final class Backend: Sendable {
     }
 
     func close() {
-        let (upstream, reconnect): (HTTPUpstream?, Task<Void, Never>?) = state.withLock { s in
+        let (upstream, reconnect): ((any MCPUpstream)?, Task<Void, Never>?) = state.withLock { s in
             s.phase = .closed
             defer { s.upstream = nil; s.reconnect = nil }
             return (s.upstream, s.reconnect)

@@ -9,7 +9,7 @@ import Synchronization
 
 /// `peer-registry gateway`: one MCP server in front of every live server in the registry
 /// (docs/GATEWAY.md). Follows the registry's watch; connects to each entry with transport
-/// http (with its `headers`); shows their tools and prompts as `<id>__<name>` and their
+/// http or sse (with its `headers`); shows their tools and prompts as `<id>__<name>` and their
 /// resources as they are; routes each call; tells every downstream session when the lists
 /// change; hides servers that are DOWN or cannot be reached and writes what it saw back as
 /// their health.
@@ -157,7 +157,7 @@ public final class Gateway: Service, Sendable {
     }
 
     static func isUpstream(_ entry: ServerEntry) -> Bool {
-        entry.transport == .http && entry.url != nil
+        entry.transport.map(Upstreams.transports.contains) == true && entry.url != nil
     }
 
     private func added(_ entry: ServerEntry) async {

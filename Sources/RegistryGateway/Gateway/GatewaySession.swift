@@ -14,8 +14,8 @@ public final class GatewaySession: Sendable {
     final class Port: UpstreamClient, Sendable {
         let session: GatewaySession?
         let backend: String
-        let upstream: HTTPUpstream
-        init(session: GatewaySession, backend: String, upstream: HTTPUpstream) {
+        let upstream: any MCPUpstream
+        init(session: GatewaySession, backend: String, upstream: any MCPUpstream) {
             self.session = session
             self.backend = backend
             self.upstream = upstream
@@ -45,7 +45,7 @@ public final class GatewaySession: Sendable {
 
     private struct Slot {
         let backend: ObjectIdentifier
-        let task: Task<Result<Port, HTTPUpstream.Failure>, Never>
+        let task: Task<Result<Port, UpstreamFailure>, Never>
     }
 
     private struct State {
@@ -235,16 +235,16 @@ public final class GatewaySession: Sendable {
     }
 
     /// This session's upstream session with `backend`, started on first use.
-    private func port(for backend: Backend) async -> Result<Port, HTTPUpstream.Failure> {
+    private func port(for backend: Backend) async -> Result<Port, UpstreamFailure> {
         let key = ObjectIdentifier(backend)
-        let task: Task<Result<Port, HTTPUpstream.Failure>, Never>? = state.withLock { s in
+        let task: Task<Result<Port, UpstreamFailure>, Never>? = state.withLock { s in
             if s.closed { return nil }
             if let slot = s.slots[backend.id], slot.backend == key { return slot.task }
             let gateway = self.gateway
-            let t = Task { [weak self] () -> Result<Port, HTTPUpstream.Failure> in
+            let t = Task { [weak self] () -> Result<Port, UpstreamFailure> in
                 guard let self, let url = backend.entry.url else { return .failure(.init(message: "backend \"\(backend.id)\" has no url")) }
-                let upstream = HTTPUpstream(
-                    backendID: backend.id, url: url, headers: backend.entry.headers ?? [:], client: gateway.client,
+                let upstream = Upstreams.make(
+                    transport: backend.entry.transport, backendID: backend.id, url: url, headers: backend.entry.headers ?? [:], client: gateway.client,
                     initializeParams: Gateway.initializeParams, requestTimeout: gateway.options.requestTimeout, exclusive: true,
                     onFailure: { [weak backend, weak gateway] why in
                         guard let backend, let gateway else { return }

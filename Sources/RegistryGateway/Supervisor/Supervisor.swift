@@ -99,7 +99,8 @@ public final class Supervisor: Service, Sendable {
         group.addTask { await Self.serve(server, until: stopped, group: self.group) }
     }
 
-    /// One server: its bridge on 127.0.0.1, then discovery and registration; at the end every
+    /// One server: its bridge on 127.0.0.1 (`/mcp`, and the legacy `/sse` + `/messages`), then
+    /// discovery and registration; at the end every
     /// process stopped and the entry removed.
     static func serve(_ server: ServerSupervisor, until stopped: AsyncStream<Void>, group: any EventLoopGroup) async {
         let bridge = Bridge(server: server)
@@ -111,8 +112,11 @@ public final class Supervisor: Service, Sendable {
             exposedHeaders: "Mcp-Session-Id", cookiePaths: [],
             tokenHint: " (the \"headers\" of the server's registry entry)"))
         for method in [HTTPRequest.Method.post, .get, .delete] {
-            router.on("/mcp", method: method) { request, _ in try await bridge.respond(to: request) }
+            router.on("/mcp", method: method) { request, context in try await bridge.respond(to: request, channel: context.channel) }
         }
+        // The legacy HTTP+SSE transport (MCP 2024-11-05), under the same policy.
+        router.get(RouterPath(Bridge.legacyStreamPath)) { request, context in bridge.legacyStream(request, channel: context.channel) }
+        router.post(RouterPath(Bridge.legacyMessagesPath)) { request, _ in try await bridge.legacyPost(request) }
         let tracker = ConnectionTracker(limits: policy.limits)
         let httpLogger = Logger(label: "peer-registry.supervise.http", factory: { _ in SwiftLogNoOpLogHandler() })
         let (bound, boundContinuation) = AsyncStream<Int>.makeStream()

@@ -15,19 +15,9 @@ import Synchronization
 ///   re-initializes with the same `initialize` params and the request is sent again, once.
 /// - A server that cannot be reached answers each request with a JSON-RPC error naming the
 ///   backend at once (connect timeout 1 s, no connection retries) and reports `onFailure`.
-public final class HTTPUpstream: Sendable {
-    public struct Failure: Error, Sendable, CustomStringConvertible {
-        public var message: String
-        public var description: String { message }
-    }
-
-    /// The result of a completed `initialize`.
-    public struct Handshake: Sendable {
-        /// The server's `initialize` response (its `result` holds capabilities, serverInfo, ...).
-        public let response: RPCMessage
-        /// Whether the server gave the session an `Mcp-Session-Id`.
-        public let hasSessionID: Bool
-    }
+public final class HTTPUpstream: MCPUpstream {
+    public typealias Failure = UpstreamFailure
+    public typealias Handshake = UpstreamHandshake
 
     public let backendID: String
     public let url: String
@@ -35,7 +25,7 @@ public final class HTTPUpstream: Sendable {
     public let connection: UpstreamConnection
     let client: HTTPClient
     let initializeParams: String
-    let requestTimeout: Duration
+    public let requestTimeout: Duration
 
     private struct State {
         var sessionID: String?
@@ -64,7 +54,7 @@ public final class HTTPUpstream: Sendable {
         self.initializeParams = initializeParams
         self.requestTimeout = requestTimeout
         self.onFailure = onFailure
-        let sink = WeakSink()
+        let sink = WeakSink<HTTPUpstream>()
         self.connection = UpstreamConnection(exclusive: exclusive, eventLoop: client.eventLoopGroup.next()) { bytes in
             sink.target?.post(bytes)
         }
@@ -306,26 +296,34 @@ public final class HTTPUpstream: Sendable {
     }
 }
 
-/// Breaks the cycle between an `HTTPUpstream` and the send closure of its connection.
-private final class WeakSink: @unchecked Sendable {
+/// Breaks the cycle between an upstream session and the send closure of its connection.
+final class WeakSink<Target: AnyObject>: @unchecked Sendable {
     private let lock = Mutex<Void>(())
-    private weak var _target: HTTPUpstream?
-    var target: HTTPUpstream? {
+    private weak var _target: Target?
+    var target: Target? {
         get { lock.withLock { _ in _target } }
         set { lock.withLock { _ in _target = newValue } }
     }
 }
 
-/// The `data` of each event of a `text/event-stream` body (WHATWG HTML, "Server-sent events"),
-/// fed in chunks. Events without data (a priming event, comments) are not dispatched.
+/// The events of a `text/event-stream` body (WHATWG HTML, "Server-sent events"), fed in
+/// chunks. Events without data (a priming event, comments) are not dispatched.
 struct SSEParser {
     private var line: [UInt8] = []
     private var data: [UInt8] = []
+    private var type: [UInt8] = []
     private var hasData = false
     private var lastWasCR = false
     static let maxEventBytes = 16 << 20
 
+    /// Feeds bytes; `dispatch` gets the `data` of each complete event.
     mutating func feed<C: Collection>(_ bytes: C, dispatch: ([UInt8]) -> Void) where C.Element == UInt8 {
+        feedEvents(bytes) { _, data in dispatch(data) }
+    }
+
+    /// Feeds bytes; `dispatch` gets each complete event's type (`message` when it names none)
+    /// and `data`.
+    mutating func feedEvents<C: Collection>(_ bytes: C, dispatch: (String, [UInt8]) -> Void) where C.Element == UInt8 {
         for b in bytes {
             if b == 0x0A, lastWasCR { lastWasCR = false; continue }
             lastWasCR = b == 0x0D
@@ -337,25 +335,26 @@ struct SSEParser {
         }
     }
 
-    private mutating func endLine(_ dispatch: ([UInt8]) -> Void) {
+    private mutating func endLine(_ dispatch: (String, [UInt8]) -> Void) {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
-            if hasData, !data.isEmpty { dispatch(data) }
+            if hasData, !data.isEmpty { dispatch(type.isEmpty ? "message" : String(decoding: type, as: UTF8.self), data) }
             data.removeAll(keepingCapacity: true)
+            type.removeAll(keepingCapacity: true)
             hasData = false
             return
         }
-        guard line.starts(with: Array("data".utf8)) else { return }
-        var value = line.dropFirst(4)
-        if value.first == UInt8(ascii: ":") {
-            value = value.dropFirst()
-            if value.first == 0x20 { value = value.dropFirst() }
-        } else if !value.isEmpty {
-            return  // "dataX: ..." is another field
+        let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.endIndex
+        let field = line[..<colon]
+        var value = line[colon...].dropFirst()
+        if value.first == 0x20 { value = value.dropFirst() }
+        if field.elementsEqual("data".utf8) {
+            if hasData { data.append(0x0A) }
+            data.append(contentsOf: value)
+            hasData = true
+        } else if field.elementsEqual("event".utf8) {
+            type = Array(value)
         }
-        if hasData { data.append(0x0A) }
-        data.append(contentsOf: value)
-        hasData = true
     }
 }
 

@@ -227,6 +227,20 @@ public final class UpstreamConnection: Sendable {
         }
     }
 
+    /// The server lost the session but the connection goes on (a legacy SSE stream ended and
+    /// is being reopened): every waiting request gets an error now; later ones are sent as usual.
+    public func failPending(reason: String) {
+        let failed: [Pending] = state.withLock { s in
+            let all = Array(s.pending.values)
+            s.pending = [:]
+            s.serverRequests = [:]
+            return all
+        }
+        for p in failed {
+            p.continuation.resume(returning: RPCMessage.error(id: p.originalID, code: RPCErrorCode.serverUnavailable, message: reason))
+        }
+    }
+
     private func liveClients() -> [any UpstreamClient] {
         state.withLock { s in s.clients.values.compactMap(\.client) }
     }

@@ -3,7 +3,7 @@ registry through the library's Python binding, for the gateway's tests.
 
     backend.py --registry PATH --id ID [--port N] [--tools a,b] [--prompts p] [--resource URI]
                [--template URI_TEMPLATE] [--tool-name NAME] [--no-register] [--bearer TOKEN]
-               [--bind HOST] [--scope cluster]
+               [--bind HOST] [--scope cluster] [--transport sse]
 
 Binds 127.0.0.1 (port N, default any free one), prints the port, registers ID (lease: the
 entry goes when this process dies) with url http://127.0.0.1:PORT/mcp, transport http, the
@@ -14,7 +14,9 @@ tools/list_changed). --no-register: the test registers it (so the entry outlives
 --bearer: every request needs Authorization: Bearer TOKEN (401 otherwise), as the entry's
 headers say. --bind: listen on (and register) that loopback address instead, e.g. a cluster
 test's "machine" address 127.0.0.2 (the SDK's Host check then allows that address). --scope
-cluster: the entry opts in to publication by the cluster agent.
+cluster: the entry opts in to publication by the cluster agent. --transport sse: the legacy
+HTTP+SSE transport (MCP 2024-11-05, the SDK's sse_app: GET /sse, POST /messages/?session_id=...)
+instead, registered with transport sse and url http://127.0.0.1:PORT/sse.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ parser.add_argument("--no-register", action="store_true")
 parser.add_argument("--bearer", default="")
 parser.add_argument("--bind", default="127.0.0.1")
 parser.add_argument("--scope", default="")
+parser.add_argument("--transport", choices=["http", "sse"], default="http")
 options = parser.parse_args()
 
 server = MCPServer(options.id)
@@ -66,7 +69,9 @@ def echo(text: str) -> str:
 @server.tool()
 async def count(ctx: Context) -> int:
     """A counter kept per MCP session (the gateway gives each client its own session)."""
-    key = (ctx.headers or {}).get("mcp-session-id", "none")
+    # Streamable HTTP names the session in a header; legacy SSE in the POST's ?session_id=.
+    request = ctx.request_context.request
+    key = (ctx.headers or {}).get("mcp-session-id") or (request.query_params.get("session_id") if request is not None else None) or "none"
     sessions[key] = sessions.get(key, 0) + 1
     return sessions[key]
 
@@ -135,11 +140,12 @@ async def complete(ref, argument, context):
 
 
 def main() -> None:
+    make_app = server.sse_app if options.transport == "sse" else server.streamable_http_app
     if options.bind == "127.0.0.1":
-        app = server.streamable_http_app()
+        app = make_app()
     else:
         from mcp.server.transport_security import TransportSecuritySettings
-        app = server.streamable_http_app(host=options.bind, transport_security=TransportSecuritySettings(
+        app = make_app(host=options.bind, transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=[f"{options.bind}:*"],
             allowed_origins=[f"http://{options.bind}:*"]))
     if options.bearer:
@@ -163,7 +169,7 @@ def main() -> None:
         return
     entry = dict(
         path=options.registry, id=options.id, name=f"Test backend {options.id}",
-        url=f"http://{options.bind}:{port}/mcp", transport="http",
+        url=f"http://{options.bind}:{port}/{'sse' if options.transport == 'sse' else 'mcp'}", transport=options.transport,
         tools=["whoami", "echo", "count", "slow", "grow"] + [n for n in options.tools.split(",") if n] + options.tool_name,
         prompts=[n for n in options.prompts.split(",") if n],
         resources=options.resource,
