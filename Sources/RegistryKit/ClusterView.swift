@@ -196,7 +196,7 @@ final class ClusterViewReader: Sendable {
         guard let stamp = try store.currentStamp() else { return .empty }
         if stamp == cached.stamp, !cached.needsContentCheck { return cached }
         guard let read = try store.readBytes() else { return .empty }
-        if read.bytes == cached.bytes, cached.stamp != nil {
+        if cached.stamp != nil, RegistryStore.sameBytes(read.bytes, cached.bytes) {
             if read.stamp == cached.stamp {
                 cached.confirm(at: read.readAt)
                 return cached

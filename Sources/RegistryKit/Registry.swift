@@ -273,8 +273,13 @@ public final class Registry: Sendable {
                         if let fd = s.leases.removeValue(forKey: id) { releaseLease(id, fd) }
                         s.owned[id] = nil
                     }
-                    // What this handle holds is now what the file says of it.
-                    for entry in txn.document.servers where s.leases[entry.id] != nil { s.owned[entry.id] = entry }
+                    // What this handle holds is now what the file says of it. (Through the
+                    // buffer: iterating the array copied every entry.)
+                    if !s.leases.isEmpty {
+                        txn.document.servers.withUnsafeBufferPointer { buf in
+                            for i in buf.indices where s.leases[buf[i].id] != nil { s.owned[buf[i].id] = buf[i] }
+                        }
+                    }
                 }
                 if !txn.acquiredLeases.isEmpty { startAntiEntropy() }
                 return (result, txn.removedDead)
@@ -325,7 +330,7 @@ public final class Registry: Sendable {
 
     /// Whether the file still holds this handle's entries as it wrote them (see `restoreOwned`).
     /// Cheap when they are: writers copy unchanged entries byte for byte, one per line, so each
-    /// one's encoded bytes are looked up among the file's lines (one hashing pass); only when one
+    /// one's encoded bytes are looked up among the file's lines (by length, then memcmp); only when one
     /// is not found is the file parsed and the entries compared field by field.
     func ownedEntriesIntact() throws(RegistryError) -> Bool {
         let owned = state.withLock { $0.owned }

@@ -180,20 +180,23 @@ struct RegistryDocument: Sendable, Equatable {
 
     /// `encodeCaching`, telling which entries had to be encoded (changed or new ones).
     mutating func encodeCaching(freshlyEncoded fresh: inout [Int]) -> [UInt8] {
+        // Entries are read through the buffer (borrowed): subscripting the array for a field
+        // copied the whole entry (about ten retains and releases) per entry and write.
+        let missing = servers.withUnsafeBufferPointer { buf in buf.indices.filter { buf[$0].encoded == nil } }
+        for i in missing {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(512)
+            JSONWriter.write(.object(servers[i].fileObject), into: &bytes)
+            servers[i].encoded = EncodedBytes(bytes)
+            fresh.append(i)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(256 + servers.count * 512)
         encodeHeader(into: &out)
-        for i in servers.indices {
-            out.append(contentsOf: (i == 0 ? "\n    " : ",\n    ").utf8)
-            if let cached = servers[i].encoded {
-                out.append(contentsOf: cached.bytes)
-            } else {
-                var bytes: [UInt8] = []
-                bytes.reserveCapacity(512)
-                JSONWriter.write(.object(servers[i].fileObject), into: &bytes)
-                out.append(contentsOf: bytes)
-                servers[i].encoded = EncodedBytes(bytes)
-                fresh.append(i)
+        servers.withUnsafeBufferPointer { buf in
+            for i in buf.indices {
+                out.append(contentsOf: (i == 0 ? "\n    " : ",\n    ").utf8)
+                if let cached = buf[i].encoded { out.append(contentsOf: cached.bytes) }
             }
         }
         out.append(contentsOf: (servers.isEmpty ? "]\n}\n" : "\n  ]\n}\n").utf8)

@@ -77,7 +77,7 @@ extension RegistryStore {
         var unchangedSince = Sys.monotonicMicros()
         while true {
             guard let read = try readBytes() else { return .empty }
-            if read.bytes == cached.bytes, cached.stamp != nil {
+            if cached.stamp != nil, Self.sameBytes(read.bytes, cached.bytes) {
                 if read.stamp == cached.stamp {
                     cached.confirm(at: read.readAt)
                     return cached
@@ -100,6 +100,14 @@ extension RegistryStore {
                 lastBytes = read.bytes
                 Sys.sleepMicros(2000)
             }
+        }
+    }
+
+    /// `a == b` with one memcmp (Array's `==` compares element by element).
+    static func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
         }
     }
 

@@ -209,7 +209,9 @@ enum Sys {
 
     /// Reads the whole file behind `fd` (at most `limit` bytes; more is `.limit`).
     static func readAll(_ fd: Int32, path: String, sizeHint: Int, limit: Int) throws(RegistryError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: max(sizeHint, 0) + 1)
+        // Not zero-filled first (that was a memset of the whole file per read): read(2) fills
+        // what is used, and the rest is cut off below.
+        var buffer = [UInt8](unsafeUninitializedCapacity: max(sizeHint, 0) + 1) { _, count in count = max(sizeHint, 0) + 1 }
         var used = 0
         while true {
             if used == buffer.count {
