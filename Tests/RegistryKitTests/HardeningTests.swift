@@ -482,7 +482,9 @@ private func rewriteInPlace(_ path: String, _ text: String) {
     }
 }
 
-@Suite struct DescriptorTests {
+// Serialized: both tests read the process-wide count of refused closes, and the second one adds
+// to it on purpose (run side by side, the first saw that close as its own).
+@Suite(.serialized) struct DescriptorTests {
     /// A watch whose first read fails (a corrupt file) closes each of its descriptors once: its
     /// deinit, which runs after the failed init, used to close them again — by then the numbers
     /// could belong to a socket of the host program (NIO trapped on EBADF in the MCP tests).
