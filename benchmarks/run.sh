@@ -147,7 +147,8 @@ try:
     text = open(sys.argv[1]).read()
 except OSError:
     sys.exit(0)
-parts = re.split(r"(?m)^(?=## )", text)
+# A section another target writes starts at its "<!-- bench-X:begin -->" marker.
+parts = re.split(r"(?m)^(?=## |<!-- [a-z-]+:begin -->)", text)
 kept = [p for p in parts[1:] if not re.match(r"## (Against DESIGN\.md's bars|[1-6]\. )", p)]
 if kept:
     sys.stdout.write("\n" + "".join(kept).rstrip("\n") + "\n")
