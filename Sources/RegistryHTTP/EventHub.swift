@@ -191,9 +191,10 @@ final class EventHub: Sendable {
             let replaced: Bool = await withTaskGroup(of: Bool.self) { group in
                 group.addTask { await self.followOnce(registry) }
                 group.addTask {
-                    // The watch follows the directory it was opened on: notice a new one.
+                    // The watch follows the directory it was opened on: notice a new one (or
+                    // that the other hub on this source already reopened it).
                     while (try? await Task.sleep(for: retryInterval)) != nil {
-                        if self.source.directoryWasReplaced() { return true }
+                        if self.source.isStale(registry) { return true }
                     }
                     return false
                 }
@@ -204,7 +205,7 @@ final class EventHub: Sendable {
             if Task.isCancelled { return }
             if replaced {
                 do throws(RegistryError) {
-                    try source.reopen()
+                    try source.reopen(replacing: registry)
                     state.withLock { s in
                         s.epoch = Self.newEpoch()
                         s.ready = false

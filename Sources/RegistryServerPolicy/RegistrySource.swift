@@ -8,7 +8,10 @@ import Glibc
 ///
 /// A `Registry` handle and its watch follow the directory they were opened on: when it is moved
 /// away and a new one is made at the same path, they keep reading the old one. A server calls
-/// `directoryWasReplaced()` now and then (a `stat`) and `reopen()` when it says so.
+/// `directoryWasReplaced()` now and then (a `stat`) and `reopen()` when it says so. Several
+/// readers sharing one source (serve's local and cluster event hubs) each ask
+/// `isStale(_:)` about the handle they follow and call `reopen(replacing:)`: the first reopens,
+/// and the others then see their handle is stale too (not "not replaced" against the new one).
 public final class RegistrySource: Sendable {
     private struct Current {
         var registry: Registry
@@ -51,12 +54,31 @@ public final class RegistrySource: Sendable {
         return now != nil && now != known
     }
 
+    /// Whether `registry` (a handle this source gave out) is no longer the one to read: its
+    /// directory was replaced, or another reader of this source has already reopened it.
+    public func isStale(_ registry: Registry) -> Bool {
+        current.withLock { $0.registry !== registry } || directoryWasReplaced()
+    }
+
     /// Opens the registry again (after `directoryWasReplaced()`).
     /// - Throws: what opening throws (the new directory may be unsafe, say); the old handle stays.
     public func reopen() throws(RegistryError) {
-        let registry = try open()
-        let identity = Self.identity(of: registry.path)
-        current.withLock { $0 = Current(registry: registry, identity: identity) }
+        try reopen(replacing: registry)
+    }
+
+    /// Opens the registry again unless another reader already did since `registry` was the
+    /// current handle; either way `self.registry` is then the handle to follow.
+    /// - Throws: what opening throws; the old handle stays.
+    public func reopen(replacing registry: Registry) throws(RegistryError) {
+        if current.withLock({ $0.registry !== registry }) { return }
+        let fresh = try open()
+        let identity = Self.identity(of: fresh.path)
+        let lost = current.withLock { c -> Bool in
+            guard c.registry === registry else { return true }
+            c = Current(registry: fresh, identity: identity)
+            return false
+        }
+        if lost { fresh.close() }  // another reader reopened it meanwhile: keep theirs
     }
 
     static func identity(of registryPath: String) -> DirectoryIdentity? {

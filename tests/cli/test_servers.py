@@ -143,12 +143,12 @@ class ServerTestCase(unittest.TestCase):
         connection.close()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
-    def sse(self, port, token, last_event_id=None):
-        """An /events connection that has received its first state; returns (socket, bytes so far)."""
+    def sse(self, port, token, last_event_id=None, query=""):
+        """An /events connection (query: more of its query string, say "&scope=cluster")."""
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.sockets.append(s)
         extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
-        s.sendall(f"GET /events?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode())
+        s.sendall(f"GET /events?token={token}{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode())
         return s
 
     def read_until(self, s, needle, timeout=10):
@@ -421,16 +421,22 @@ class Resume(ServerTestCase):
 
 class ReplacedDirectory(ServerTestCase):
     def test_serve_follows_a_registry_directory_made_again(self):
+        # Both event hubs (local and cluster scope) share one registry source: whichever notices
+        # the new directory first reopens it, and the other must follow too (it once kept
+        # reading the old directory, so one of the two streams saw nothing).
         self.register("old")
         child, port, token = self.start_serve()
         s = self.sse(port, token)
+        cluster = self.sse(port, token, query="&scope=cluster")
         self.read_until(s, b'"old"')
+        self.read_until(cluster, b'"old"')
         directory = os.path.dirname(self.registry)
         os.rename(directory, directory + ".moved")
         os.mkdir(directory, 0o700)
         self.register("new")
         got = self.read_until(s, b'"new"', timeout=10)
         self.assertIn(b'"new"', got)
+        self.assertIn(b'"new"', self.read_until(cluster, b'"new"', timeout=10))
         status, _, body = self.request(port, "/servers", token)
         self.assertEqual([e["id"] for e in json.loads(body)["servers"]], ["new"])
         health = json.loads(self.request(port, "/healthz", token)[2])
@@ -438,6 +444,7 @@ class ReplacedDirectory(ServerTestCase):
         self.assertEqual(health["generation"], 1)
         self.register("newer")
         self.assertIn(b'"newer"', self.read_until(s, b'"newer"', timeout=10))
+        self.assertIn(b'"newer"', self.read_until(cluster, b'"newer"', timeout=10))
 
 
 def start_mcp_http(test, *args):
