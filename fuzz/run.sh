@@ -3,6 +3,7 @@
 # 60) with the checked-in corpus as seed and the registry dictionary:
 #
 #   FUZZ_SECONDS=600 FUZZ_TARGETS="parser cabi" make fuzz
+#   FUZZ_RUNS=10000000 FUZZ_SECONDS=7200 FUZZ_TARGETS=parser make fuzz   # stop at 10^7 inputs
 #
 # New coverage goes to build/fuzz/work/<target>/ (not the checked-in corpus: copy interesting
 # or minimized inputs to fuzz/corpus/<target>/ by hand); crashes and broken invariants to
@@ -14,6 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-parser entry cabi}
+runs=()
+[ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
 export SWIFT_BACKTRACE=enable=no
 mkdir -p build/fuzz/logs
 status=0
@@ -28,7 +31,7 @@ for t in $targets; do
     start=$(date +%s)
     build/fuzz/$t -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
         -dict=fuzz/dict/registry.dict -artifact_prefix="$art/" -print_final_stats=1 \
-        "$work" "fuzz/corpus/$t" > "$log" 2>&1
+        "${runs[@]}" "$work" "fuzz/corpus/$t" > "$log" 2>&1
     rc=$?
     took=$(( $(date +%s) - start ))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
