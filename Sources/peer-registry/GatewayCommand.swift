@@ -70,6 +70,9 @@ struct GatewayCommand: AsyncParsableCommand {
         "With --config: where each server's stderr goes (default: logs/ beside the registry file).", valueName: "dir"))
     var logDirectory: String?
 
+    @Flag(name: .customLong("supervised-over-http"), help: "With --config: reach those servers through their HTTP bridges, as other clients do, instead of in process.")
+    var supervisedOverHTTP = false
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (on stderr).")
     var logLevel: String = "notice"
 
@@ -78,6 +81,7 @@ struct GatewayCommand: AsyncParsableCommand {
     func validate() throws {
         if let httpPort, !(0...65535).contains(httpPort) { throw ValidationError("--http \(httpPort): use 0 to 65535") }
         if noAuth, httpPort == nil { throw ValidationError("--no-auth only applies with --http") }
+        if supervisedOverHTTP, config == nil { throw ValidationError("--supervised-over-http only applies with --config") }
         if !(0.05...3600).contains(callTimeout) { throw ValidationError("--call-timeout \(callTimeout): use 0.05 to 3600 seconds") }
         if !(1024...(1 << 30)).contains(maxLineBytes) { throw ValidationError("--max-line-bytes \(maxLineBytes): use 1024 to 1073741824") }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level \(logLevel): use trace, debug, info, notice, warning, error or critical") }
@@ -95,6 +99,8 @@ struct GatewayCommand: AsyncParsableCommand {
         logger.logLevel = level
         let registry = try options.open()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var gatewayOptions = Gateway.Options()
+        gatewayOptions.supervisedOverHTTP = supervisedOverHTTP
         if let config {
             let logDir = logDirectory ?? (registry.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/logs")
             let supervisor: Supervisor
@@ -106,8 +112,8 @@ struct GatewayCommand: AsyncParsableCommand {
                 throw RegistryError(.invalid, error.description)
             }
             services.append(.init(service: supervisor))
+            gatewayOptions.supervisor = supervisor
         }
-        var gatewayOptions = Gateway.Options()
         gatewayOptions.filter = GatewayFilter(include: include, exclude: exclude)
         gatewayOptions.requestTimeout = .milliseconds(Int64(callTimeout * 1000))
         gatewayOptions.writeHealth = !noHealth

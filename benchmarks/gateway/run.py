@@ -130,50 +130,38 @@ def main() -> None:
     results: dict = {"calls": args.calls, "seconds": args.seconds, "sessions": args.sessions,
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
                      "build": "release" if "/release/" in args.bin else "debug"}
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    os.chmod(tmp, 0o700)
-    registry = str(tmp / "servers.json")
-    config = tmp / "servers-config.json"
-    config.write_text(json.dumps({"mcpServers": {
-        i: {"command": str(echo), "shared": True, "eager": True, "maxSessions": 4096} for i in BACKENDS}}))
-    log = open(tmp / "gateway.log", "w")
-    gw = subprocess.Popen([args.bin, "gateway", "--config", str(config), "--http", "0", "--registry", registry,
-                           "--log-level", "warning"], stdout=subprocess.PIPE, stderr=log, text=True)
+    gateways = {}
     try:
-        assert gw.stdout is not None
-        url = gw.stdout.readline().strip()
-        token = (Path(registry).parent / "runtime" / "token").read_text().strip()
+        # Two gateways on registries of their own, each supervising four echo_mcp backends: one
+        # reaches them in process (the default), one through their HTTP bridges
+        # (--supervised-over-http), the path every self-registered HTTP server takes.
+        for mode, extra in (("inproc", []), ("http", ["--supervised-over-http"])):
+            gateways[mode] = start_gateway(args.bin, echo, extra)
+        a, b = gateways["inproc"], gateways["http"]
+        registry, url, token, entries = a["registry"], a["url"], a["token"], a["entries"]
         auth = f"Bearer {token}"
-        entries = sup.wait_entries(registry, BACKENDS)
         direct = {i: (entries[i]["url"], entries[i]["headers"]["Authorization"]) for i in BACKENDS}
-        # Wait for the gateway to list them.
-        s = Session(url, token)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            conn = http.client.HTTPConnection(s.host, s.port, timeout=30)
-            conn.request("POST", s.path, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), s.headers)
-            names = {t["name"] for t in json.loads(conn.getresponse().read())["result"]["tools"]}
-            conn.close()
-            if {f"{i}__echo" for i in BACKENDS} <= names:
-                break
-            time.sleep(0.1)
 
         # Memory per idle downstream session.
         time.sleep(0.5)
-        before = rss_kib(gw.pid)
+        before = rss_kib(a["proc"].pid)
         idle = [Session(url, token) for _ in range(args.idle_sessions)]
         time.sleep(0.5)
-        after = rss_kib(gw.pid)
+        after = rss_kib(a["proc"].pid)
         results["idle_sessions"] = len(idle)
         results["rss_before_kib"] = before
         results["rss_after_kib"] = after
-        # Latency: direct, through the gateway, direct again (side by side in this run).
+        # Latency: direct, through each gateway, direct again (side by side in this run).
+        b_auth = f"Bearer {b['token']}"
         results["direct"] = client_json(client, "echo", "http", direct["e1"][0], direct["e1"][1], str(args.calls))
         results["gateway"] = client_json(client, "e1__echo", "http", url, auth, str(args.calls))
+        results["gateway_http"] = client_json(client, "e1__echo", "http", b["url"], b_auth, str(args.calls))
         results["direct_again"] = client_json(client, "echo", "http", direct["e1"][0], direct["e1"][1], str(args.calls))
         # Throughput: 50 sessions over the 4 backends.
         results["load_direct"] = load(client, [(direct[i][0], direct[i][1], "echo") for i in BACKENDS], args.sessions, args.seconds)
         results["load_gateway"] = load(client, [(url, auth, f"{i}__echo") for i in BACKENDS], args.sessions, args.seconds)
+        results["load_gateway_http"] = load(client, [(b["url"], b_auth, f"{i}__echo") for i in BACKENDS], args.sessions, args.seconds)
+        results["load_direct_again"] = load(client, [(direct[i][0], direct[i][1], "echo") for i in BACKENDS], args.sessions, args.seconds)
 
         # Registration -> list_changed at a client.
         events: list[tuple[float, bytes]] = []
@@ -211,14 +199,8 @@ def main() -> None:
         results["list_changed_unregister_ms"] = remove_ms
 
     finally:
-        gw.send_signal(signal.SIGTERM)
-        try:
-            gw.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            gw.kill()
-            gw.wait()
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        for g in gateways.values():
+            stop_gateway(g)
 
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     section = render(results)
@@ -226,33 +208,92 @@ def main() -> None:
     update_doc(Path(args.doc), section)
 
 
+def start_gateway(binary: str, echo: Path, extra: list[str]) -> dict:
+    """A gateway on a registry of its own, supervising the four echo backends; returns once it
+    lists all four."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    os.chmod(tmp, 0o700)
+    registry = str(tmp / "servers.json")
+    config = tmp / "servers-config.json"
+    config.write_text(json.dumps({"mcpServers": {
+        i: {"command": str(echo), "shared": True, "eager": True, "maxSessions": 4096} for i in BACKENDS}}))
+    log = open(tmp / "gateway.log", "w")
+    proc = subprocess.Popen([binary, "gateway", "--config", str(config), "--http", "0", "--registry", registry,
+                             "--log-level", "warning", *extra], stdout=subprocess.PIPE, stderr=log, text=True)
+    g = {"proc": proc, "tmp": tmp, "log": log, "registry": registry}
+    assert proc.stdout is not None
+    g["url"] = url = proc.stdout.readline().strip()
+    g["token"] = token = (Path(registry).parent / "runtime" / "token").read_text().strip()
+    g["entries"] = sup.wait_entries(registry, BACKENDS)
+    s = Session(url, token)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(s.host, s.port, timeout=30)
+        conn.request("POST", s.path, json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), s.headers)
+        names = {t["name"] for t in json.loads(conn.getresponse().read())["result"]["tools"]}
+        conn.close()
+        if {f"{i}__echo" for i in BACKENDS} <= names:
+            break
+        time.sleep(0.1)
+    return g
+
+
+def stop_gateway(g: dict) -> None:
+    g["proc"].send_signal(signal.SIGTERM)
+    try:
+        g["proc"].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        g["proc"].kill()
+        g["proc"].wait()
+    g["log"].close()
+    shutil.rmtree(g["tmp"], ignore_errors=True)
+
+
 def render(r: dict) -> str:
     def ms(us: float) -> str:
         return f"{us / 1000:.2f} ms"
-    d, g, d2 = r["direct"], r["gateway"], r["direct_again"]
-    ld, lg = r["load_direct"], r["load_gateway"]
+    d, g, gh, d2 = r["direct"], r["gateway"], r["gateway_http"], r["direct_again"]
+    ld, lg, lh, ld2 = r["load_direct"], r["load_gateway"], r["load_gateway_http"], r["load_direct_again"]
     base50 = min(d["p50_us"], d2["p50_us"])
     base99 = min(d["p99_us"], d2["p99_us"])
+    base_load = max(ld["calls_per_s"], ld2["calls_per_s"])
     add, rem = r["list_changed_register_ms"], r["list_changed_unregister_ms"]
     per_session = (r["rss_after_kib"] - r["rss_before_kib"]) / max(1, r["idle_sessions"])
+
+    def added(x: dict) -> str:
+        return f"{ms(x['p50_us'] - base50)} (x{x['p50_us'] / base50:.2f}) | {ms(x['p99_us'] - base99)} (x{x['p99_us'] / base99:.2f})"
+
+    def rate(x: dict) -> str:
+        return (f"{x['calls_per_s']:.0f} | {2 * x['calls_per_s']:.0f} | {x['failures']} | x{x['calls_per_s'] / max(1, base_load):.2f} of direct; "
+                f"x{2 * x['calls_per_s'] / 1000:.1f} seed 002's 1000 msg/s")
     lines = [
         "## Gateway (make bench-gateway)",
         "",
-        f"One run, {r['build']} build, {r['machine']}. Backends: four `echo_mcp.c` processes bridged to",
-        "streamable HTTP by the gateway's own `--config` supervisor (shared); client: `bench_client.c`",
-        "(raw HTTP/1.1 keep-alive). Direct = the same client to the backend's bridge URL.",
+        f"One run, {r['build']} build, {r['machine']}. Backends: four `echo_mcp.c` processes, shared,",
+        "supervised by the gateway's own `--config`; client: `bench_client.c` (raw HTTP/1.1",
+        "keep-alive). Direct = the same client to a backend's bridge URL. Two gateways run side by",
+        "side, each with its own registry and backends: one reaches its supervised servers in",
+        "process (the default), one with `--supervised-over-http` through their bridges, which is",
+        "the path of every self-registered streamable HTTP server.",
         "",
         "| tools/call, sequential | p50 | p99 | mean |",
         "|---|---|---|---|",
         f"| direct to the backend | {ms(d['p50_us'])} | {ms(d['p99_us'])} | {ms(d['mean_us'])} |",
-        f"| through the gateway | {ms(g['p50_us'])} | {ms(g['p99_us'])} | {ms(g['mean_us'])} |",
+        f"| through the gateway, in process | {ms(g['p50_us'])} | {ms(g['p99_us'])} | {ms(g['mean_us'])} |",
+        f"| through the gateway, over HTTP | {ms(gh['p50_us'])} | {ms(gh['p99_us'])} | {ms(gh['mean_us'])} |",
         f"| direct again (after) | {ms(d2['p50_us'])} | {ms(d2['p99_us'])} | {ms(d2['mean_us'])} |",
-        f"| **added by the gateway** | **{ms(g['p50_us'] - base50)}** (x{g['p50_us'] / base50:.2f}) | {ms(g['p99_us'] - base99)} (x{g['p99_us'] / base99:.2f}) | |",
         "",
-        f"| {r['sessions']} concurrent sessions over 4 backends, {r['seconds']:g} s | calls/s |",
-        "|---|---|",
-        f"| direct to the backends | {ld['calls_per_s']:.0f} ({ld['failures']} failed) |",
-        f"| through the gateway | {lg['calls_per_s']:.0f} ({lg['failures']} failed; x{lg['calls_per_s'] / max(1, ld['calls_per_s']):.2f} of direct; x{lg['calls_per_s'] / 1000:.1f} seed 002's 1000 msg/s) |",
+        "| added by the gateway | p50 | p99 |",
+        "|---|---|---|",
+        f"| **in process** | **{added(g).split(' | ')[0]}** | {added(g).split(' | ')[1]} |",
+        f"| over HTTP | {added(gh)} |",
+        "",
+        f"| {r['sessions']} concurrent sessions over 4 backends, {r['seconds']:g} s | calls/s | messages/s (request + answer) | failed | ratios |",
+        "|---|---|---|---|---|",
+        f"| direct to the backends | {rate(ld)} |",
+        f"| **through the gateway, in process** | {rate(lg)} |",
+        f"| through the gateway, over HTTP | {rate(lh)} |",
+        f"| direct again (after) | {rate(ld2)} |",
         "",
         f"| registry change → `tools/list_changed` at a client ({len(add)} each) | p50 | p99 | max |",
         "|---|---|---|---|",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -377,6 +379,78 @@ def test_config_runs_supervised_stdio_servers_too(world):
     # The client closed stdin: the gateway stopped, and its supervised server's entry went with it.
     wait_for(lambda: "sup" not in world.entries(), 30, "the supervised entry removed")
     assert "self" in world.entries()
+
+
+@pytest.mark.parametrize("mode", ["in-process", "over-http"])
+def test_supervised_servers_in_process_as_over_their_bridges(world, mode):
+    """The gateway reaches the servers of its own --config in process (no loopback HTTP);
+    --supervised-over-http goes through their bridges instead. Both must behave the same:
+    a process per downstream session (or one shared), progress, a backend's own list_changed,
+    a call timeout that cancels the request in the server, and a process SIGKILLed mid-session
+    restarted with the session carrying on."""
+    echo_server = ROOT / "tests" / "supervise" / "servers" / "echo_server.py"
+    config = world.tmp / "servers-config.json"
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    config.write_text(json.dumps({"mcpServers": {
+        "own": {"command": sys.executable, "args": [str(echo_server)], "env": env},
+        "pool": {"command": sys.executable, "args": [str(echo_server)], "env": env, "shared": True}}}))
+    extra = ["--config", str(config), "--call-timeout", "2"] + (["--supervised-over-http"] if mode == "over-http" else [])
+    url = world.start_http_gateway(*extra)
+    headers = {"Authorization": f"Bearer {world.token}"}
+
+    async def main():
+        async with http_gateway(url, headers) as (a, notes), http_gateway(url, headers) as (b, _):
+            await async_wait_for(lambda: _names_if(a, {"own__count", "pool__count"}), 60, "both supervised servers")
+            # One process per downstream session for "own", one for everyone for "pool".
+            assert [text_of(await a.call_tool("own__count", {})) for _ in range(2)] == ["1", "2"]
+            assert text_of(await b.call_tool("own__count", {})) == "1"
+            assert text_of(await a.call_tool("pool__count", {})) == "1"
+            assert text_of(await b.call_tool("pool__count", {})) == "2"
+            pid_a = text_of(await a.call_tool("own__whoami", {}))
+            assert pid_a != text_of(await b.call_tool("own__whoami", {}))
+            assert text_of(await a.call_tool("pool__whoami", {})) == text_of(await b.call_tool("pool__whoami", {}))
+            # Progress comes back with the client's own token.
+            steps = []
+
+            async def progress(p, total, message):
+                steps.append((p, total))
+            assert text_of(await a.call_tool("own__slow", {"seconds": 0.2}, progress_callback=progress)) == "slept 0.2"
+            assert steps == [(float(i), 10.0) for i in range(1, 11)]
+            # Past --call-timeout: an error at once naming the backend; the session goes on.
+            started = time.monotonic()
+            message = await call_error(a, "own__slow", {"seconds": 20})
+            assert "own" in message and time.monotonic() - started < 10, message
+            assert text_of(await a.call_tool("own__echo", {"text": "after"})) == "after"
+            # The server's own list_changed: fetched again, announced, callable.
+            before = notes.count("notifications/tools/list_changed")
+            assert text_of(await a.call_tool("pool__grow", {})) == "grown"
+            await notes.wait("notifications/tools/list_changed", before, timeout=10)
+            await async_wait_for(lambda: _names_if(a, {"pool__extra"}), 10, "pool__extra listed")
+            assert text_of(await b.call_tool("pool__extra", {})) == "extra"
+            # SIGKILL session a's own process: it is restarted (initialize replayed), a carries on.
+            os.kill(int(pid_a), signal.SIGKILL)
+            async def restarted():
+                try:
+                    return await a.call_tool("own__whoami", {})
+                except BaseException as e:  # noqa: BLE001 - the call in flight during the restart fails
+                    if mcp_error_in(e) is None:
+                        raise
+                    return None
+            result = await async_wait_for(lambda: _ok(restarted()), 30, "own restarted for session a")
+            assert text_of(result) != pid_a
+            assert text_of(await a.call_tool("own__count", {})) == "1"
+            assert text_of(await b.call_tool("own__count", {})) == "2"
+    run(main())
+    log = world.gateway_log()
+    if mode == "in-process":
+        assert "in process" in log, log[-2000:]
+    else:
+        assert "in process" not in log, log[-2000:]
+
+
+async def _ok(pending):
+    result = await pending
+    return result if result is not None and not result.is_error else None
 
 
 # -- the legacy HTTP+SSE transport upstream (MCP 2024-11-05) -------------------------------------

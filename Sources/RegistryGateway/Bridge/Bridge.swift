@@ -239,7 +239,7 @@ final class Bridge: Sendable {
         if let current = session.slot.current {
             live = current
         } else {
-            switch await readyWithin(session.slot, server.requestTimeout) {
+            switch await session.slot.ready(within: server.requestTimeout) {
             case .success(let l): live = l
             case .failure(let f): return RPCMessage.error(id: message.id, code: f.code, message: f.message)
             }
@@ -248,25 +248,6 @@ final class Bridge: Sendable {
             return Self.withID(live.initializeResponse, message.id)
         }
         return await live.connection.request(message, from: session, timeout: server.requestTimeout)
-    }
-
-    /// `slot.ready()`, or a timeout error after `limit` (the start goes on for whoever comes next).
-    private func readyWithin(_ slot: ProcessSlot, _ limit: Duration) async -> Result<ProcessSlot.Live, ProcessSlot.Failure> {
-        let timeoutFailure = ProcessSlot.Failure(
-            message: "the server process did not become ready within \(formatSeconds(server.config.requestTimeout)) (requestTimeout)",
-            code: RPCErrorCode.requestTimeout)
-        return await withCheckedContinuation { continuation in
-            let answered = Once()
-            let timer = Task {
-                do { try await Task.sleep(for: limit) } catch { return }
-                if answered.claim() { continuation.resume(returning: .failure(timeoutFailure)) }
-            }
-            Task {
-                let result = await slot.ready()
-                timer.cancel()
-                if answered.claim() { continuation.resume(returning: result) }
-            }
-        }
     }
 
     private func initialize(_ message: RPCMessage) async -> Response {
@@ -292,7 +273,7 @@ final class Bridge: Sendable {
         // answered, not before its process started (which may take longer than idleTimeout).
         session.begin()
         defer { session.end() }
-        switch await readyWithin(slot, server.startTimeout + .seconds(1)) {
+        switch await slot.ready(within: server.startTimeout + .seconds(1)) {
         case .failure(let f):
             await server.sessionEnded(session, slot: slot)
             return (nil, RPCMessage.error(id: message.id, code: f.code, message: f.message))

@@ -68,10 +68,14 @@ final class Backend: Sendable {
         let upstream = Upstreams.make(
             transport: entry.transport, backendID: id, url: url, headers: entry.headers ?? [:], client: gateway.client,
             initializeParams: Gateway.initializeParams, requestTimeout: gateway.options.requestTimeout, exclusive: false,
+            local: gateway.localServer(behind: entry),
             onFailure: { [weak self, weak gateway] why in
                 guard let self, let gateway else { return }
                 gateway.backendFailed(self, why)
             })
+        if upstream is LocalUpstream {
+            gateway.logger.info("backend \"\(id)\": supervised by this gateway, reached in process")
+        }
         upstream.connection.observeNotifications { [weak self, weak gateway] message in
             guard let self, let gateway, let method = message.method else { return }
             switch method {

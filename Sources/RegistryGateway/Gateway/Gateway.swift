@@ -28,6 +28,12 @@ public final class Gateway: Service, Sendable {
         /// `.cluster`: also the other machines' servers that `peer-registry agent` mirrors
         /// (docs/CLUSTER.md), exposed as `<node>__<id>__<name>`.
         public var scope: EntryScope = .local
+        /// The supervisor of `--config`: its servers are reached in process (`LocalUpstream`)
+        /// instead of through their HTTP bridges, unless `supervisedOverHTTP`.
+        public var supervisor: Supervisor?
+        /// `--supervised-over-http`: reach the supervisor's servers through their bridges, as
+        /// any other client does (to compare, or to debug the bridge).
+        public var supervisedOverHTTP = false
         public init() {}
     }
 
@@ -73,6 +79,12 @@ public final class Gateway: Service, Sendable {
     }
 
     var catalog: Catalog { state.withLock { $0.catalog } }
+
+    /// The supervised server behind `entry` when it is the gateway's own (reached in process).
+    func localServer(behind entry: ServerEntry) -> ServerSupervisor? {
+        guard !options.supervisedOverHTTP, entry.node == nil else { return nil }
+        return options.supervisor?.server(behind: entry)
+    }
     func backend(_ id: String) -> Backend? { state.withLock { $0.backends[id] } }
 
     /// The ids of the backends shown now (tests, logs).

@@ -246,6 +246,7 @@ public final class GatewaySession: Sendable {
                 let upstream = Upstreams.make(
                     transport: backend.entry.transport, backendID: backend.id, url: url, headers: backend.entry.headers ?? [:], client: gateway.client,
                     initializeParams: Gateway.initializeParams, requestTimeout: gateway.options.requestTimeout, exclusive: true,
+                    local: gateway.localServer(behind: backend.entry),
                     onFailure: { [weak backend, weak gateway] why in
                         guard let backend, let gateway else { return }
                         gateway.backendFailed(backend, why)

@@ -113,6 +113,26 @@ public final class ProcessSlot: Sendable {
         }
     }
 
+    /// `ready()`, or a timeout error after `limit` (the start goes on for whoever comes next).
+    public func ready(within limit: Duration) async -> Result<Live, Failure> {
+        if let live = current { return .success(live) }
+        let timeoutFailure = Failure(
+            message: "the server process did not become ready within \(formatSeconds(server.config.requestTimeout)) (requestTimeout)",
+            code: RPCErrorCode.requestTimeout)
+        return await withCheckedContinuation { continuation in
+            let answered = Once()
+            let timer = Task {
+                do { try await Task.sleep(for: limit) } catch { return }
+                if answered.claim() { continuation.resume(returning: .failure(timeoutFailure)) }
+            }
+            Task {
+                let result = await self.ready()
+                timer.cancel()
+                if answered.claim() { continuation.resume(returning: result) }
+            }
+        }
+    }
+
     /// Stops the process (SIGTERM, SIGKILL after the grace period); the slot stays usable
     /// (idle) unless `final`.
     func stop(final: Bool) async {

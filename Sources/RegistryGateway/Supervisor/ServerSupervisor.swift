@@ -317,7 +317,7 @@ public final class ServerSupervisor: Sendable {
             health = Health(status: .degraded, message: String(goneMessage(last).prefix(1000)))
         }
         var entry = ServerEntry(
-            id: config.id, name: config.name, url: "http://127.0.0.1:\(port)/mcp", port: port, transport: .http,
+            id: config.id, name: config.name, url: Self.bridgeURL(port), port: port, transport: .http,
             liveness: .lease, capabilities: caps ?? Capabilities(), health: health, requiresSession: true,
             metadata: .object(JSONObject([("supervisor", .object(JSONObject([
                 ("state", .string(name)), ("restarts", .int(restarts)), ("processes", .int(processCount)),
@@ -325,6 +325,15 @@ public final class ServerSupervisor: Sendable {
             ])))])))
         entry.headers = ["Authorization": "Bearer " + token.value]
         return entry
+    }
+
+    static func bridgeURL(_ port: Int) -> String { "http://127.0.0.1:\(port)/mcp" }
+
+    /// Whether `entry` is this server's own: its id, its bridge's URL and its token.
+    func isBehind(_ entry: ServerEntry) -> Bool {
+        guard let port = state.withLock({ $0.stopped ? nil : $0.port }) else { return false }
+        return entry.id == config.id && entry.url == Self.bridgeURL(port)
+            && entry.headers?["Authorization"] == "Bearer " + token.value
     }
 
     /// Something changed: write the entry (coalesced: one write at a time, the latest state).
@@ -364,7 +373,7 @@ public final class ServerSupervisor: Sendable {
 
     func bound(port: Int) {
         state.withLock { $0.port = port }
-        log(.info, "bridge listening", ["url": "http://127.0.0.1:\(port)/mcp"])
+        log(.info, "bridge listening", ["url": Self.bridgeURL(port)])
     }
 
     /// Starts a process to read capabilities, then registers; keeps it for `eager`.

@@ -60,6 +60,13 @@ public final class Supervisor: Service, Sendable {
     /// The servers the configuration enables.
     public var configuredServers: [ServerConfig] { initial.servers }
 
+    /// The running server behind a registry entry, when it is one of this supervisor's own
+    /// (same id, its bridge's URL, its token): the gateway then reaches it in process.
+    public func server(behind entry: ServerEntry) -> ServerSupervisor? {
+        guard let server = running.withLock({ $0[entry.id]?.server }), server.isBehind(entry) else { return nil }
+        return server
+    }
+
     static func load(_ options: Options) throws(ConfigError) -> SupervisorConfig {
         guard let bytes = readFile(options.configPath) else {
             throw ConfigError(file: options.configPath, line: 0, column: 0, message: "cannot read: \(String(cString: strerror(errno)))")

@@ -23,6 +23,7 @@ public struct UpstreamHandshake: Sendable {
 ///
 /// - `HTTPUpstream`: streamable HTTP (MCP 2025-03-26 and later), entries with transport `http`.
 /// - `SSEUpstream`: the legacy HTTP+SSE transport (MCP 2024-11-05), entries with transport `sse`.
+/// - `LocalUpstream`: a server the gateway supervises itself, reached in process.
 public protocol MCPUpstream: AnyObject, Sendable {
     var backendID: String { get }
     var url: String { get }
@@ -41,13 +42,17 @@ public enum Upstreams {
     public static let transports: Set<Transport> = [.http, .sse]
 
     /// An upstream session for an entry's transport (`sse`: the legacy client; otherwise
-    /// streamable HTTP), not started yet.
+    /// streamable HTTP), not started yet; in process when `local` is the server behind it.
     /// - Parameter onFailure: called when the server cannot be reached (the gateway hides the backend).
     public static func make(
         transport: Transport?, backendID: String, url: String, headers: [String: String], client: HTTPClient,
-        initializeParams: String, requestTimeout: Duration, exclusive: Bool,
+        initializeParams: String, requestTimeout: Duration, exclusive: Bool, local: ServerSupervisor? = nil,
         onFailure: @escaping @Sendable (String) -> Void
     ) -> any MCPUpstream {
+        if let local {
+            return LocalUpstream(server: local, backendID: backendID, url: url, initializeParams: initializeParams,
+                                 requestTimeout: requestTimeout, exclusive: exclusive)
+        }
         switch transport {
         case .sse:
             return SSEUpstream(backendID: backendID, url: url, headers: headers, client: client, initializeParams: initializeParams,
