@@ -348,6 +348,42 @@ def test_http_is_safe_by_default(world):
     assert any(k.lower() == "mcp-session-id" for k in headers)
 
 
+def test_a_full_gateway_closes_the_least_recently_used_session(world):
+    """At 1024 sessions an initialize closes the least recently used one, never one just opened
+    (it once took the first idle session in table order: under load, often a session whose
+    client was about to send notifications/initialized, which then got 404)."""
+    import http.client
+    url = world.start_http_gateway()
+    m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
+    conn = http.client.HTTPConnection(m.group(1), int(m.group(2)), timeout=30)
+    base = {"Authorization": f"Bearer {world.token}", "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream"}
+
+    def send(body: dict, session: str | None = None) -> tuple[int, str | None]:
+        headers = dict(base, **({"Mcp-Session-Id": session} if session else {}))
+        conn.request("POST", m.group(3), json.dumps(body), headers)
+        r = conn.getresponse()
+        r.read()
+        return r.status, r.getheader("Mcp-Session-Id")
+
+    def opened() -> str:
+        status, sid = send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        assert status == 200 and sid
+        return sid
+
+    def alive(sid: str) -> bool:
+        return send({"jsonrpc": "2.0", "id": 2, "method": "ping"}, sid)[0] == 200
+
+    first = opened()
+    rest = [opened() for _ in range(1023)]  # 1024 sessions: the cap
+    assert alive(first)  # the first is now the most recently used
+    newest = [opened(), opened()]  # two more: the two least recently used make room
+    assert not alive(rest[0]) and not alive(rest[1])
+    assert alive(first) and alive(rest[2]) and all(alive(s) for s in newest)
+    conn.close()
+
+
 def test_http_no_auth_is_explicit(world):
     url = world.start_http_gateway("--no-auth")
     status, _, body = post(url, {})

@@ -51,6 +51,7 @@ public final class GatewayHTTP: Sendable {
         var gateway: GatewaySession? { state.withLock { $0.gateway } }
         func attach(_ g: GatewaySession) { state.withLock { $0.gateway = g } }
         func touch() { state.withLock { $0.lastUsed = .now } }
+        var lastUsed: ContinuousClock.Instant { state.withLock { $0.lastUsed } }
         func idle(longerThan limit: Duration, now: ContinuousClock.Instant) -> Bool {
             guard state.withLock({ now - $0.lastUsed > limit }) else { return false }
             return gateway?.idle(longerThan: limit, now: now) ?? true
@@ -213,9 +214,11 @@ public final class GatewayHTTP: Sendable {
         let evicted: Session? = sessions.withLock { all in
             var oldest: Session?
             if all.count >= options.maxSessions {
-                // The least recently used one makes room (a client that forgot to DELETE).
+                // The least recently used one makes room (a client that forgot to DELETE),
+                // among those with no request in flight when there are any.
                 let now = ContinuousClock.now
-                oldest = all.values.first { $0.idle(longerThan: .zero, now: now) } ?? all.values.first
+                let idle = all.values.filter { $0.idle(longerThan: .zero, now: now) }
+                oldest = (idle.isEmpty ? Array(all.values) : idle).min { $0.lastUsed < $1.lastUsed }
                 if let o = oldest { all[o.id] = nil }
             }
             all[id] = session
