@@ -128,7 +128,8 @@ def main() -> None:
     echo, client = sup.compile_tools()
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict = {"calls": args.calls, "seconds": args.seconds, "sessions": args.sessions,
-                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start",
+                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start, "
+                                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
                      "build": "release" if "/release/" in args.bin else "debug"}
     gateways = {}
     try:
