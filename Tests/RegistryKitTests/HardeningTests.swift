@@ -56,6 +56,25 @@ private func rewriteInPlace(_ path: String, _ text: String) {
         #expect(try reader.get("a").health.message == "third")
     }
 
+    /// A writer skips putting back its held entries when the file is unchanged since its own
+    /// write; a same-size rewrite that keeps the stamp and drops a held entry is a change all the
+    /// same, and the holder's next write restores the entry.
+    @Test func aWriteAfterASameStampRewriteRestoresTheHeldEntry() throws {
+        let dir = TempRegistryDir()
+        let owner = try dir.open()
+        defer { owner.close() }
+        try owner.register(entry("mine", tools: ["t"]))
+        try owner.register(entry("other", liveness: .none))
+        let before = mtime(dir.file)
+        // "mine" renamed "mind" (same size): the held entry is gone, the stamp is the same.
+        rewriteInPlace(dir.file, try dir.contents().replacingOccurrences(of: "\"id\":\"mine\"", with: "\"id\":\"mind\""))
+        setMtime(dir.file, seconds: before.0, nanos: before.1)
+        try owner.register(entry("b", liveness: .none))
+        let text = try dir.contents()
+        #expect(text.contains("\"id\":\"mine\""))
+        #expect(try owner.get("mine").capabilities.tools == ["t"])
+    }
+
     /// A snapshot confirmed long after the file's mtime is trusted on its stamp alone (one stat).
     @Test func oldFilesAreTrustedOnTheirStamp() throws {
         let dir = TempRegistryDir()

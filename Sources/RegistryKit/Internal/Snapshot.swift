@@ -20,11 +20,16 @@ final class Snapshot: Sendable {
     /// The unfiltered listing's JSON, and which entries were alive when it was made.
     private let lazyListing = ForkSafeMutex<(alive: [Bool], json: [UInt8])?>(nil)
 
-    init(document: RegistryDocument, stamp: FileStamp?, bytes: [UInt8] = [], confirmedAt: Int64 = 0) {
+    /// The handle that wrote this version, when it is one of its own writes (nil for a read):
+    /// while the file is unchanged, that handle's entries in it are exactly as it holds them.
+    let writer: ObjectIdentifier?
+
+    init(document: RegistryDocument, stamp: FileStamp?, bytes: [UInt8] = [], confirmedAt: Int64 = 0, writer: ObjectIdentifier? = nil) {
         self.document = document
         self.stamp = stamp
         self.bytes = bytes
         self.confirmedAt = Atomic(confirmedAt)
+        self.writer = writer
     }
 
     /// Whether an unchanged stamp is not enough to trust this snapshot: it was last confirmed
@@ -36,7 +41,7 @@ final class Snapshot: Sendable {
 
     /// The same file version with `document` (the same entries, encoded) in place of this one's.
     func replacingDocument(_ document: RegistryDocument) -> Snapshot {
-        Snapshot(document: document, stamp: stamp, bytes: bytes, confirmedAt: confirmedAt.load(ordering: .relaxed))
+        Snapshot(document: document, stamp: stamp, bytes: bytes, confirmedAt: confirmedAt.load(ordering: .relaxed), writer: writer)
     }
 
     /// The file was read at `time` (wall-clock ns) and found to hold `bytes`.
