@@ -3,8 +3,12 @@
 native backends (benchmarks/supervise/echo_mcp.c, bridged to HTTP by the gateway's own
 --config supervisor) so the gateway itself is what is measured:
 
-- tools/call latency p50/p99 through the gateway vs directly to the same backend (its bridge);
-- messages/s with 50 concurrent downstream sessions spread over 4 backends, gateway vs direct;
+Two gateways run side by side, each with a registry and backends of its own: one reaches its
+supervised servers in process (the default), one through their HTTP bridges
+(--supervised-over-http, the path of every self-registered HTTP server).
+
+- tools/call latency p50/p99 through each gateway vs directly to the same backend (its bridge);
+- calls/s with 50 concurrent downstream sessions spread over 4 backends, each gateway vs direct;
 - time from a registration (and an unregistration) to notifications/tools/list_changed at a
   client (p50/p99);
 - memory per idle downstream session (the gateway's RSS before and after opening them).
