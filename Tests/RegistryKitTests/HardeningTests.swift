@@ -328,40 +328,80 @@ private func rewriteInPlace(_ path: String, _ text: String) {
 
 @Suite struct LifetimeTests {
     /// A released HealthMonitor stops (failed before: its thread held it, deinit never ran).
+    /// Its probes go to a listening socket of this test's own, so "it stopped" is observed as
+    /// "no more connections arrive", whatever other tests' threads do meanwhile.
     @Test func releasedHealthMonitorStops() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(listener, sa, length) == 0 && listen(listener, 128) == 0 && getsockname(listener, sa, &length) == 0
+            }
+        }
+        #expect(bound)
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
+        /// Connections the monitor made since the last call.
+        func accepted() -> Int {
+            var n = 0
+            while case let fd = accept(listener, nil, nil), fd >= 0 { close(fd); n += 1 }
+            return n
+        }
         let dir = TempRegistryDir()
         let r = try dir.open()
         defer { r.close() }
+        try r.register(entry("probed", port: Int(UInt16(bigEndian: addr.sin_port))))
         weak var weakMonitor: HealthMonitor?
-        var running = false
         do {
-            let monitor = r.startHealthMonitor(interval: .milliseconds(20))
+            let monitor = r.startHealthMonitor(interval: .milliseconds(20), policy: ProbePolicy(timeout: .milliseconds(50)))
             weakMonitor = monitor
-            running = monitor.isRunning
-            usleep(60_000)
+            #expect(monitor.isRunning)
+            usleep(300_000)
         }
-        #expect(running)
+        #expect(accepted() > 0, "the monitor probed while held")
         #expect(weakMonitor == nil)
-        // Its thread ends: no new rounds, observed through a fresh monitor's absence of effect is
-        // not possible, so check the thread count settles back.
-        let before = taskCount()
-        usleep(200_000)
-        #expect(taskCount() <= before)
+        usleep(200_000)  // a probe in progress at release may still land
+        _ = accepted()
+        usleep(400_000)
+        #expect(accepted() == 0, "a released monitor went on probing")
     }
 
     /// Trackers (one inotify instance per leases directory) lived forever: opening many
     /// registries exhausted the per-user limit of 128. They go with their last handle now.
     @Test func leaseTrackersAreReleased() throws {
-        func inotifyCount() -> Int { fdTargets().filter { $0.contains("inotify") }.count }
-        let before = inotifyCount()
+        // Other tests run in parallel and hold their own trackers, so count only the inotify
+        // instances watching this test's `leases/` directories (kept alive, so their inodes are
+        // unique), read from /proc/self/fdinfo ("inotify wd:1 ino:<hex> ...").
+        func watchedInodes() -> [UInt64] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fdinfo")) ?? []
+            return names.flatMap { name -> [UInt64] in
+                guard let info = try? String(contentsOfFile: "/proc/self/fdinfo/" + name, encoding: .utf8) else { return [] }
+                return info.split(separator: "\n").filter { $0.hasPrefix("inotify ") }.compactMap { line in
+                    line.split(separator: " ").first { $0.hasPrefix("ino:") }.flatMap { UInt64($0.dropFirst(4), radix: 16) }
+                }
+            }
+        }
+        var dirs: [TempRegistryDir] = []
+        var mine = Set<UInt64>()
         for _ in 0..<150 {
             let dir = TempRegistryDir()
+            dirs.append(dir)
             let r = try dir.open()
             try r.register(entry("x"))
             _ = try r.list()
+            var st = stat()
+            #expect(stat(dir.path + "/leases", &st) == 0)
+            mine.insert(UInt64(st.st_ino))
+            let watched = watchedInodes().contains(UInt64(st.st_ino))
+            #expect(watched, "an open handle's tracker watches its leases/")
             r.close()
         }
-        #expect(inotifyCount() <= before + 2, "inotify descriptors \(before) -> \(inotifyCount())")
+        let leaked = watchedInodes().filter { mine.contains($0) }.count
+        #expect(leaked == 0, "\(leaked) of 150 closed registries still have an inotify watch")
     }
 
     /// fdopendir failing leaked the dup'ed descriptor (and it was not close-on-exec).
