@@ -482,6 +482,39 @@ private func rewriteInPlace(_ path: String, _ text: String) {
         #expect(try reader.get("mine").health.status == .degraded)
     }
 
+    /// What a handle records of its held entries (what it restores) follows them when other
+    /// processes' writes move them in the file: each is found by id, never by a stale position.
+    @Test func heldEntriesAreRestoredAsTheyWereAfterOthersMovedThem() throws {
+        let dir = TempRegistryDir()
+        let other = try dir.open()
+        defer { other.close() }
+        try other.register(entry("front1", liveness: .none))
+        try other.register(entry("front2", liveness: .none))
+        let owner = try dir.open()
+        defer { owner.close() }
+        try owner.register(entry("a", tools: ["ta"]))
+        try owner.register(entry("b", tools: ["tb"]))
+        try other.unregister("front1")          // a and b move up one place
+        try owner.heartbeat("b")
+        try other.register(entry("back", liveness: .none))   // they stay where they are
+        try owner.heartbeat("a")
+        try other.unregister("front2")          // and move again
+        try owner.heartbeat("b")
+        // A legacy writer drops both: the owner puts back each as it last wrote it.
+        rewriteInPlace(dir.file, "{\"servers\":[{\"id\":\"back\",\"url\":\"http://127.0.0.1:8080/mcp\",\"liveness\":\"none\"}]}\n")
+        let reader = try dir.open()
+        defer { reader.close() }
+        var servers: [ServerEntry] = []
+        for _ in 0..<300 {
+            servers = (try? reader.list().servers) ?? []
+            if servers.count == 3 { break }
+            usleep(10_000)
+        }
+        #expect(servers.map(\.id).sorted() == ["a", "b", "back"])
+        #expect(servers.first { $0.id == "a" }?.capabilities.tools == ["ta"])
+        #expect(servers.first { $0.id == "b" }?.capabilities.tools == ["tb"])
+    }
+
     /// `onlyIfAbsent` refuses any live entry with the id, under the lock.
     @Test func registerOnlyIfAbsent() throws {
         let dir = TempRegistryDir()

@@ -217,6 +217,13 @@ final class LeaseTracker: Sendable {
         }
     }
 
+    /// The leases seen held and not released since the last `refresh` (nothing when the tracker
+    /// cannot be trusted). A copy: probes that find more held leases do not change it.
+    func knownHeld() -> Set<String> {
+        guard usable else { return [] }
+        return known.withLock { $0 }
+    }
+
     /// Whether `id`'s lease is held: true at once when it was seen held and nothing released it
     /// since; otherwise `probe()` decides (true: held), and a held lease is remembered.
     func isHeld(_ id: String, probe: () -> Bool) -> Bool {

@@ -8,12 +8,20 @@ struct LivenessJudge {
     /// Ids whose lease this handle holds: alive without a system call.
     let ownLeases: Set<String>
     let nowMillis: Int64
+    /// The process's lease tracker for this directory, if any.
+    private let tracker: LeaseTracker?
+    /// Leases the tracker knew held once its queue was drained, when this judge was made: a pass
+    /// over 1,000 leased entries is one set lookup each, with no lock, closure or system call
+    /// (it was 1,200 instructions an entry through `leaseHeld`, a third of a write's CPU).
+    private let knownHeld: Set<String>
 
     init(store: RegistryStore, ownLeases: Set<String>, nowMillis: Int64) {
         self.store = store
         self.ownLeases = ownLeases
         self.nowMillis = nowMillis
-        store.leaseTracker?.refresh()
+        tracker = store.leaseTracker
+        tracker?.refresh()
+        knownHeld = tracker?.knownHeld() ?? []
     }
 
     /// Whether `entry` is alive. For a dead lease entry found while holding the write lock
@@ -31,8 +39,9 @@ struct LivenessJudge {
             guard let pid = entry.pid else { return false }
             return LivenessJudge.processAlive(pid: pid, startTime: entry.pidStartTime)
         case .lease:
-            if ownLeases.contains(entry.id) { return true }
-            return leaseHeld(entry.id, claimed: &claimed, claim: claimDeadLeases)
+            let id = entry.id
+            if knownHeld.contains(id) || ownLeases.contains(id) { return true }
+            return leaseHeld(id, claimed: &claimed, claim: claimDeadLeases)
         }
     }
 
@@ -41,8 +50,41 @@ struct LivenessJudge {
         return isAlive(entry, claimed: &none, claimDeadLeases: false)
     }
 
+    /// Whether each of `servers` is alive, in order. Read through the buffer: a closure over the
+    /// array's elements (`removeAll(where:)`, `map`) copied every lease entry it judged, ten
+    /// retains each (15% of a write's instructions at 1,000 leased entries).
+    func alive(_ servers: [ServerEntry], claimed: inout [String: Int32], claimDeadLeases: Bool) -> [Bool] {
+        servers.withUnsafeBufferPointer { buf in
+            var flags = [Bool](repeating: true, count: buf.count)
+            guard let base = buf.baseAddress else { return flags }
+            for i in buf.indices {
+                let entry = base + i
+                switch entry.pointee.liveness {
+                case .none:
+                    continue
+                case .lease:
+                    // Only the id is read from the entry (through `isAlive` the optimizer
+                    // copied the whole entry to hash it).
+                    let id = entry.pointee.id
+                    if knownHeld.contains(id) || ownLeases.contains(id) { continue }
+                    flags[i] = leaseHeld(id, claimed: &claimed, claim: claimDeadLeases)
+                default:
+                    flags[i] = isAlive(entry.pointee, claimed: &claimed, claimDeadLeases: claimDeadLeases)
+                }
+            }
+            return flags
+        }
+    }
+
+    func alive(_ servers: [ServerEntry]) -> [Bool] {
+        var none: [String: Int32] = [:]
+        return alive(servers, claimed: &none, claimDeadLeases: false)
+    }
+
     /// A lease is held while someone has `flock` on its file. A shared try-lock that succeeds
     /// means nobody holds it: the owner is gone. A missing file means the same.
+    /// Out of line: inlined into the caller's loop it made every entry be copied.
+    @inline(never)
     private func leaseHeld(_ id: String, claimed: inout [String: Int32], claim: Bool) -> Bool {
         guard let dir = try? store.leasesDirectory(create: false) else { return false }
         var claimedFD: Int32 = -1
@@ -60,7 +102,7 @@ struct LivenessJudge {
             if claim { claimedFD = fd } else { Sys.closeFD(fd) }
             return false
         }
-        let held = store.leaseTracker.map { $0.isHeld(id, probe: probe) } ?? probe()
+        let held = tracker.map { $0.isHeld(id, probe: probe) } ?? probe()
         if claimedFD >= 0 { claimed[id] = claimedFD }
         return held
     }
