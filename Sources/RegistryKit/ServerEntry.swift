@@ -92,54 +92,221 @@ public struct Capabilities: Sendable, Hashable {
 /// One server in the registry (docs/FORMAT.md). A value type: changing it changes nothing on
 /// disk until it is passed to `Registry.register`.
 public struct ServerEntry: Sendable, Hashable {
+    /// The fields, shared by copies until one of them changes (copy on write): copying an
+    /// entry is one retain. As a plain struct of seventeen fields a copy cost about ten retains
+    /// and its release as many, and the registry copies entries wholesale — every read of a
+    /// changed file, every listing, every write (at 1,000 entries those copies were a third of
+    /// the first read after another process's write).
+    private final class Fields: @unchecked Sendable {
+        var id: String
+        var name: String? = nil
+        var url: String? = nil
+        var port: Int? = nil
+        var transport: Transport? = nil
+        var pid: Int32? = nil
+        var pidStartTime: UInt64? = nil
+        var startedAt: String? = nil
+        var lastSeen: String? = nil
+        var liveness: Liveness
+        var ttlSeconds: Int? = nil
+        var capabilities: Capabilities
+        var health: Health
+        var requiresSession: Bool? = nil
+        var metadata: JSONValue? = nil
+        var headers: [String: String]? = nil
+        var extra: JSONObject
+        var isLegacy = false
+        var keyOrder = KeyOrder()
+        var encoded: EncodedBytes?
+        var read: EncodedBytes?
+
+        init(id: String, liveness: Liveness, capabilities: Capabilities, health: Health, extra: JSONObject) {
+            self.id = id
+            self.liveness = liveness
+            self.capabilities = capabilities
+            self.health = health
+            self.extra = extra
+        }
+
+        func copy() -> Fields {
+            let c = Fields(id: id, liveness: liveness, capabilities: capabilities, health: health, extra: extra)
+            c.name = name
+            c.url = url
+            c.port = port
+            c.transport = transport
+            c.pid = pid
+            c.pidStartTime = pidStartTime
+            c.startedAt = startedAt
+            c.lastSeen = lastSeen
+            c.ttlSeconds = ttlSeconds
+            c.requiresSession = requiresSession
+            c.metadata = metadata
+            c.headers = headers
+            c.isLegacy = isLegacy
+            c.keyOrder = keyOrder
+            c.encoded = encoded
+            c.read = read
+            return c
+        }
+    }
+
+    private var fields: Fields
+
+    /// The fields, unshared first if another copy holds them too.
+    private mutating func unique() -> Fields {
+        if !isKnownUniquelyReferenced(&fields) { fields = fields.copy() }
+        return fields
+    }
+
+    /// For a setter: the fields, unshared, with the cached encodings dropped (they no longer
+    /// describe the entry).
+    private mutating func changing() -> Fields {
+        let f = unique()
+        f.encoded = nil
+        f.read = nil
+        return f
+    }
+
     /// `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`: it names a lease file and splits qualified names.
-    public var id: String { didSet { encoded = nil; readBytes = nil } }
-    public var name: String? { didSet { encoded = nil; readBytes = nil } }
-    public var url: String? { didSet { encoded = nil; readBytes = nil } }
-    public var port: Int? { didSet { encoded = nil; readBytes = nil } }
-    public var transport: Transport? { didSet { encoded = nil; readBytes = nil } }
-    public var pid: Int32? { didSet { encoded = nil; readBytes = nil } }
+    public var id: String {
+        get { fields.id }
+        set { changing().id = newValue }
+    }
+    public var name: String? {
+        get { fields.name }
+        set { changing().name = newValue }
+    }
+    public var url: String? {
+        get { fields.url }
+        set { changing().url = newValue }
+    }
+    public var port: Int? {
+        get { fields.port }
+        set { changing().port = newValue }
+    }
+    public var transport: Transport? {
+        get { fields.transport }
+        set { changing().transport = newValue }
+    }
+    public var pid: Int32? {
+        get { fields.pid }
+        set { changing().pid = newValue }
+    }
     /// The start time of `pid` (Linux: `/proc/<pid>/stat` field 22, clock ticks since boot),
     /// recorded at registration for `pid` liveness so a reused pid is not taken for the server.
-    public var pidStartTime: UInt64? { didSet { encoded = nil; readBytes = nil } }
+    public var pidStartTime: UInt64? {
+        get { fields.pidStartTime }
+        set { changing().pidStartTime = newValue }
+    }
     /// ISO 8601 UTC, e.g. `2026-11-21T09:30:00.000Z`.
-    public var startedAt: String? { didSet { encoded = nil; readBytes = nil } }
+    public var startedAt: String? {
+        get { fields.startedAt }
+        set { changing().startedAt = newValue }
+    }
     /// ISO 8601 UTC; updated by `heartbeat`.
-    public var lastSeen: String? { didSet { encoded = nil; readBytes = nil } }
-    public var liveness: Liveness { didSet { encoded = nil; readBytes = nil } }
-    public var ttlSeconds: Int? { didSet { encoded = nil; readBytes = nil } }
-    public var capabilities: Capabilities { didSet { encoded = nil; readBytes = nil } }
-    public var health: Health { didSet { encoded = nil; readBytes = nil } }
-    public var requiresSession: Bool? { didSet { encoded = nil; readBytes = nil } }
+    public var lastSeen: String? {
+        get { fields.lastSeen }
+        set { changing().lastSeen = newValue }
+    }
+    public var liveness: Liveness {
+        get { fields.liveness }
+        set { changing().liveness = newValue }
+    }
+    public var ttlSeconds: Int? {
+        get { fields.ttlSeconds }
+        set { changing().ttlSeconds = newValue }
+    }
+    public var capabilities: Capabilities {
+        get { fields.capabilities }
+        set { changing().capabilities = newValue }
+    }
+    public var health: Health {
+        get { fields.health }
+        set { changing().health = newValue }
+    }
+    public var requiresSession: Bool? {
+        get { fields.requiresSession }
+        set { changing().requiresSession = newValue }
+    }
     /// Anything the registrant wants to publish (any JSON, within the limits).
-    public var metadata: JSONValue? { didSet { encoded = nil; readBytes = nil } }
+    public var metadata: JSONValue? {
+        get { fields.metadata }
+        set { changing().metadata = newValue }
+    }
     /// HTTP headers a client sends when it connects (e.g. `Authorization: Bearer …` for a
     /// supervised server's bridge). **Secrets**: the registry file is readable by its owner only,
     /// and servers and tools built on the registry never serve or print them (see
     /// `withoutSecrets`). Names are HTTP tokens, values have no CR, LF or NUL.
-    public var headers: [String: String]? { didSet { encoded = nil; readBytes = nil } }
+    public var headers: [String: String]? {
+        get { fields.headers }
+        set { changing().headers = newValue }
+    }
     /// Fields this version does not know, kept as they were.
-    public var extra: JSONObject { didSet { encoded = nil; readBytes = nil } }
+    public var extra: JSONObject {
+        get { fields.extra }
+        set { changing().extra = newValue }
+    }
     /// True for an entry written by an older tool without `id` (read as `port-<port>`); it is
     /// written back exactly as it was, without the derived id.
-    public internal(set) var isLegacy: Bool = false { didSet { encoded = nil; readBytes = nil } }
+    public internal(set) var isLegacy: Bool {
+        get { fields.isLegacy }
+        set { changing().isLegacy = newValue }
+    }
     /// The order of the keys as read from the file, so a rewrite keeps it. Not part of equality.
-    var keyOrder = KeyOrder() { didSet { encoded = nil; readBytes = nil } }
+    var keyOrder: KeyOrder {
+        get { fields.keyOrder }
+        set { changing().keyOrder = newValue }
+    }
     /// This entry's JSON as last encoded or read; any change to a field drops it, so a write
     /// re-encodes only the entries it changed. Not part of equality.
     var encoded: EncodedBytes? {
-        get { caches.encoded }
-        set { caches.encoded = newValue }
+        get { fields.encoded }
+        set { unique().encoded = newValue }
     }
     /// The bytes this entry was read from in the file, so the next read of a newer version can
     /// recognise it unchanged without parsing it. Dropped by any change. Not part of equality.
     var readBytes: EncodedBytes? {
-        get { caches.read }
-        set { caches.read = newValue }
+        get { fields.read }
+        set { unique().read = newValue }
     }
-    /// Both caches, in a value that is always equal: whether bytes are cached never makes two
-    /// entries differ (an Optional would: nil != some).
-    private var caches = EntryCaches()
+
+    /// Whether `other` declares the same capabilities; at once when they are copies of one entry.
+    func sameCapabilities(as other: ServerEntry) -> Bool {
+        fields === other.fields || fields.capabilities == other.fields.capabilities
+    }
+
+    /// Equal when every field is (key order and cached encodings aside).
+    public static func == (a: ServerEntry, b: ServerEntry) -> Bool {
+        if a.fields === b.fields { return true }
+        let x = a.fields, y = b.fields
+        return x.id == y.id && x.name == y.name && x.url == y.url && x.port == y.port && x.transport == y.transport
+            && x.pid == y.pid && x.pidStartTime == y.pidStartTime && x.startedAt == y.startedAt
+            && x.lastSeen == y.lastSeen && x.liveness == y.liveness && x.ttlSeconds == y.ttlSeconds
+            && x.capabilities == y.capabilities && x.health == y.health && x.requiresSession == y.requiresSession
+            && x.metadata == y.metadata && x.headers == y.headers && x.extra == y.extra && x.isLegacy == y.isLegacy
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        let f = fields
+        hasher.combine(f.id)
+        hasher.combine(f.name)
+        hasher.combine(f.url)
+        hasher.combine(f.port)
+        hasher.combine(f.transport)
+        hasher.combine(f.pid)
+        hasher.combine(f.pidStartTime)
+        hasher.combine(f.startedAt)
+        hasher.combine(f.lastSeen)
+        hasher.combine(f.liveness)
+        hasher.combine(f.ttlSeconds)
+        hasher.combine(f.capabilities)
+        hasher.combine(f.health)
+        hasher.combine(f.requiresSession)
+        hasher.combine(f.metadata)
+        hasher.combine(f.headers)
+        hasher.combine(f.extra)
+        hasher.combine(f.isLegacy)
+    }
 
     public init(
         id: String, name: String? = nil, url: String? = nil, port: Int? = nil, transport: Transport? = nil,
@@ -147,19 +314,15 @@ public struct ServerEntry: Sendable, Hashable {
         health: Health = Health(), requiresSession: Bool? = nil, metadata: JSONValue? = nil,
         headers: [String: String]? = nil
     ) {
-        self.id = id
-        self.name = name
-        self.url = url
-        self.port = port
-        self.transport = transport
-        self.liveness = liveness
-        self.ttlSeconds = ttlSeconds
-        self.capabilities = capabilities
-        self.health = health
-        self.requiresSession = requiresSession
-        self.metadata = metadata
-        self.headers = headers
-        self.extra = JSONObject()
+        fields = Fields(id: id, liveness: liveness, capabilities: capabilities, health: health, extra: JSONObject())
+        fields.name = name
+        fields.url = url
+        fields.port = port
+        fields.transport = transport
+        fields.ttlSeconds = ttlSeconds
+        fields.requiresSession = requiresSession
+        fields.metadata = metadata
+        fields.headers = headers
     }
 
     /// The entry as it may be shown or served to anyone: without `headers` (which hold secrets).
@@ -198,14 +361,6 @@ public struct ServerEntry: Sendable, Hashable {
 struct KeyOrder: Sendable, Hashable {
     var keys: [String] = []
     static func == (_: KeyOrder, _: KeyOrder) -> Bool { true }
-    func hash(into hasher: inout Hasher) {}
-}
-
-/// The cached encodings of an entry. Always equal, hashes to nothing.
-struct EntryCaches: Sendable, Hashable {
-    var encoded: EncodedBytes?
-    var read: EncodedBytes?
-    static func == (_: EntryCaches, _: EntryCaches) -> Bool { true }
     func hash(into hasher: inout Hasher) {}
 }
 

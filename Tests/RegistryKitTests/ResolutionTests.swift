@@ -114,3 +114,48 @@ import Testing
         #expect(try reg.list().servers.allSatisfy { $0.health.status == .unknown && $0.health.message == nil })
     }
 }
+
+/// A reader keeps the positions and the resolution index it built across another writer's
+/// changes only while they still hold (`Snapshot.inherit`): each change below would be
+/// misread by a reader that kept them regardless.
+@Suite struct ReaderFollowsChangesTests {
+    @Test func changesInPlaceAndReplacedIDsAreSeen() throws {
+        let dir = TempRegistryDir()
+        let writer = try dir.open()
+        defer { writer.close() }
+        let reader = try dir.open()
+        defer { reader.close() }
+        try writer.register(entry("a", port: 1, tools: ["t1"], liveness: .none))
+        try writer.register(entry("b", port: 2, tools: ["tb"], liveness: .none))
+        #expect(try reader.resolveTool("t1").id == "a")
+        #expect(try reader.get("b").port == 2)
+
+        // The same ids in the same places; a declares another tool.
+        try writer.register(entry("a", port: 1, tools: ["t2"], liveness: .none))
+        #expect(try reader.resolveTool("t2").id == "a")
+        expectError(.notFound) { _ = try reader.resolveTool("t1") }
+
+        // The same capabilities; a's port changes: the entry resolved is the new one.
+        try writer.register(entry("a", port: 3, tools: ["t2"], liveness: .none))
+        #expect(try reader.resolveTool("t2").port == 3)
+        #expect(try reader.get("a").port == 3)
+
+        // As many entries, declaring what the ones in their places did, under other ids.
+        try writer.unregister("a")
+        try writer.unregister("b")
+        try writer.register(entry("x", port: 4, tools: ["t2"], liveness: .none))
+        try writer.register(entry("y", port: 5, tools: ["tb"], liveness: .none))
+        expectError(.notFound) { _ = try reader.get("a") }
+        #expect(try reader.get("y").port == 5)
+        #expect(try reader.resolveTool("t2").id == "x")
+        #expect(try reader.resolveTool("tb").id == "y")
+
+        // The same ids, swapped: positions no longer hold.
+        try writer.unregister("x")
+        try writer.register(entry("x", port: 6, tools: ["tx"], liveness: .none))
+        #expect(try reader.get("x").port == 6)
+        #expect(try reader.get("y").port == 5)
+        #expect(try reader.resolveTool("tx").id == "x")
+        expectError(.notFound) { _ = try reader.resolveTool("t2") }
+    }
+}

@@ -124,8 +124,10 @@ struct JSONParser {
     /// The previous entry (at `around`, one after, or one before) whose encoding the bytes at the
     /// current position equal, followed by the end of the element.
     private func matchPrevious(_ previous: [[UInt8]?], around: Int) -> (Int, Int)? {
-        for k in [around, around + 1, around - 1] where k >= 0 && k < previous.count {
-            guard let candidate = previous[k], !candidate.isEmpty, bytes.count - pos > candidate.count else { continue }
+        for step in 0..<3 {
+            // Not `for k in [around, around + 1, around - 1]`: that allocated an array per entry.
+            let k = step == 0 ? around : (step == 1 ? around + 1 : around - 1)
+            guard k >= 0, k < previous.count, let candidate = previous[k], !candidate.isEmpty, bytes.count - pos > candidate.count else { continue }
             let after = bytes[pos + candidate.count]
             guard after == UInt8(ascii: ",") || after == UInt8(ascii: "]") || after == 0x20 || after == 0x0A || after == 0x0D || after == 0x09 else { continue }
             let same = candidate.withUnsafeBytes { c in memcmp(bytes.baseAddress! + pos, c.baseAddress!, candidate.count) == 0 }

@@ -82,11 +82,15 @@ extension RegistryStore {
                     cached.confirm(at: read.readAt)
                     return cached
                 }
-                return Snapshot(document: cached.document, stamp: read.stamp, bytes: read.bytes, confirmedAt: read.readAt)
+                let same = Snapshot(document: cached.document, stamp: read.stamp, bytes: read.bytes, confirmedAt: read.readAt)
+                same.inherit(from: cached, sameEntries: true)
+                return same
             }
             do throws(RegistryError) {
                 let document = try RegistryDocument.decode(read.bytes, path: filePath, limits: limits, previous: cached.document)
-                return Snapshot(document: document, stamp: read.stamp, bytes: read.bytes, confirmedAt: read.readAt)
+                let fresh = Snapshot(document: document, stamp: read.stamp, bytes: read.bytes, confirmedAt: read.readAt)
+                fresh.inherit(from: cached, sameEntries: false)
+                return fresh
             } catch {
                 guard error.code == .corrupt else { throw error }
                 // Not modified in the last 2 s: nobody is writing it; corrupt. Otherwise wait
