@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Instruction-count profiles (valgrind --tool=callgrind) of the library's hot paths: counts of
 # instructions do not depend on what else the machine is doing, unlike times.
-#   1. one durable heartbeat with N static entries in the file (the write path's CPU)
-#   2. get / resolve / list just after another process's write, N entries (re-parse + index)
+#   1. one durable heartbeat with N static, then N leased entries in the file (the write path's CPU)
+#   2. get / resolve / list just after another process's write, N entries (re-parse + index),
+#      each counted alone
 # Usage: bash benchmarks/profile.sh [N]   (default 1000; needs valgrind and `make lib`'s unstripped
-# .build-lib/release/libpeerregistry.so). Prints instructions per operation and the top functions
+# .build-lib/release/libpeerregistry.so, or the library PROFILE_LIB names). Prints instructions per operation and the top functions
 # by inclusive cost (demangled when swift-demangle is there); keeps the callgrind files in $PROFILE_OUT
 # (default: a temporary directory, printed) for callgrind_annotate or kcachegrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind is needed" >&2; exit 1; }
-LIB=.build-lib/release/libpeerregistry.so
+LIB=${PROFILE_LIB:-.build-lib/release/libpeerregistry.so}
 [[ -f $LIB ]] || { echo "profile.sh: $LIB is missing: make lib" >&2; exit 1; }
 OUT=${PROFILE_OUT:-$(mktemp -d)}
 mkdir -p "$OUT/lib"
@@ -29,21 +30,33 @@ top() { (set +o pipefail
 total() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'; }
 
 HB=20
-rm -rf "$OUT/hb" && mkdir -m 700 "$OUT/hb"
-valgrind --tool=callgrind --collect-atstart=no --toggle-collect=peerreg_heartbeat \
-  --callgrind-out-file="$OUT/heartbeat.cg" "$OUT/registry_bench" "$OUT/hb" "$N" "$HB" none >/dev/null 2>"$OUT/heartbeat.log"
-echo "== heartbeat, $N static entries: $(( $(total "$OUT/heartbeat.cg") / HB )) instructions per call"
-top "$OUT/heartbeat.cg"
+for mode in none lease; do
+  rm -rf "$OUT/hb" && mkdir -m 700 "$OUT/hb"
+  valgrind --tool=callgrind --collect-atstart=no --toggle-collect=peerreg_heartbeat \
+    --callgrind-out-file="$OUT/heartbeat-$mode.cg" "$OUT/registry_bench" "$OUT/hb" "$N" "$HB" "$mode" >/dev/null 2>"$OUT/heartbeat.log"
+  label=static; [[ $mode == lease ]] && label="leased (held by another live process)"
+  echo "== heartbeat, $N $label entries: $(( $(total "$OUT/heartbeat-$mode.cg") / HB )) instructions per call"
+  top "$OUT/heartbeat-$mode.cg"
+  echo
+done
 
-READS=5
-rm -rf "$OUT/rd" && mkdir -m 700 "$OUT/rd"
-"$OUT/seed_registry" "$OUT/rd/servers.json" "$N"
-valgrind --tool=callgrind --callgrind-out-file="$OUT/read.%p.cg" \
-  "$OUT/read_bench" "$OUT/rd" "$N" "$READS" seeded >/dev/null 2>"$OUT/read.log"
-reader=$(ls -S "$OUT"/read.*.cg | head -1) # the reader does the most work; the other is the writer
+# Each read is counted alone (--toggle-collect), in two runs of 5 and 25 iterations: the
+# difference over 20 is one first call after another process's write plus one call on the
+# unchanged file, without the reader's first (cold) read of the whole file.
+for op in get resolve list; do
+  for reads in 5 25; do
+    rm -rf "$OUT/rd" && mkdir -m 700 "$OUT/rd"
+    "$OUT/seed_registry" "$OUT/rd/servers.json" "$N"
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect="peerreg_$op" --callgrind-out-file="$OUT/$op-$reads.%p.cg" \
+      "$OUT/read_bench" "$OUT/rd" "$N" "$reads" seeded >/dev/null 2>"$OUT/read.log"
+    reader=$(ls -S "$OUT/$op-$reads".*.cg | head -1) # the reader does the work; the writer's file is empty
+    mv "$reader" "$OUT/$op-$reads.cg"
+    rm -f "$OUT/$op-$reads".*.cg
+  done
+  echo "== $op, $N entries, just after another process's write (+ once more, unchanged): $(( ($(total "$OUT/$op-25.cg") - $(total "$OUT/$op-5.cg")) / 20 )) instructions"
+done
 echo
-echo "== reads, $N entries: $READS × (get, resolve, list) right after another process's write, and again unchanged"
-echo "   $(total "$reader") instructions in all (each of the $((3 * READS)) first calls re-parses the file)"
-top "$reader" 30
+echo "== the get run's top functions (25 iterations, with its cold first read)"
+top "$OUT/get-25.cg" 30
 echo
 echo "callgrind files: $OUT"
