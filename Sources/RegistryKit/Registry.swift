@@ -205,12 +205,7 @@ public final class Registry: Sendable {
         defer { leave() }
         let snap = try listingSnapshot()
         let judge = judge()
-        // Through the buffer (a closure over the elements copied each lease entry it judged).
-        var servers = snap.document.servers.withUnsafeBufferPointer { buf in
-            var out: [ServerEntry] = []
-            for i in buf.indices where filter.matches(buf[i]) && judge.isAlive(buf[i]) { out.append(buf[i]) }
-            return out
-        }
+        var servers = snap.document.servers.filter { filter.matches($0) && judge.isAlive($0) }
         if filter.scope == .cluster { servers += try clusterView.snapshot().document.servers.filter(filter.matches) }
         return RegistryListing(generation: snap.document.generation, servers: servers)
     }
@@ -225,7 +220,7 @@ public final class Registry: Sendable {
         defer { leave() }
         let snap = try listingSnapshot()
         let judge = judge()
-        return snap.listingJSON(alive: judge.alive(snap.document.servers))
+        return snap.listingJSON(alive: snap.document.servers.map { judge.isAlive($0) })
     }
 
     /// The current snapshot, with every entry's encoded bytes. A file another writer wrote is
@@ -402,16 +397,9 @@ public final class Registry: Sendable {
                 Sys.closeTracked(fd)
             }
         }
-        let alive = judge.alive(txn.document.servers, claimed: &claimed, claimDeadLeases: true)
-        let removed = alive.count - alive.count(where: { $0 })
-        if removed > 0 {
-            txn.document.servers = txn.document.servers.withUnsafeBufferPointer { buf in
-                var kept: [ServerEntry] = []
-                kept.reserveCapacity(buf.count - removed)
-                for i in buf.indices where alive[i] { kept.append(buf[i]) }
-                return kept
-            }
-        }
+        let before = txn.document.servers.count
+        txn.document.servers.removeAll { !judge.isAlive($0, claimed: &claimed, claimDeadLeases: true) }
+        let removed = before - txn.document.servers.count
         txn.document.assignLegacyIDs()
         guard txn.changed || removed > 0 else { return }
         guard txn.document.servers.count <= options.limits.maxEntries else {

@@ -50,41 +50,8 @@ struct LivenessJudge {
         return isAlive(entry, claimed: &none, claimDeadLeases: false)
     }
 
-    /// Whether each of `servers` is alive, in order. Read through the buffer: a closure over the
-    /// array's elements (`removeAll(where:)`, `map`) copied every lease entry it judged, ten
-    /// retains each (15% of a write's instructions at 1,000 leased entries).
-    func alive(_ servers: [ServerEntry], claimed: inout [String: Int32], claimDeadLeases: Bool) -> [Bool] {
-        servers.withUnsafeBufferPointer { buf in
-            var flags = [Bool](repeating: true, count: buf.count)
-            guard let base = buf.baseAddress else { return flags }
-            for i in buf.indices {
-                let entry = base + i
-                switch entry.pointee.liveness {
-                case .none:
-                    continue
-                case .lease:
-                    // Only the id is read from the entry (through `isAlive` the optimizer
-                    // copied the whole entry to hash it).
-                    let id = entry.pointee.id
-                    if knownHeld.contains(id) || ownLeases.contains(id) { continue }
-                    flags[i] = leaseHeld(id, claimed: &claimed, claim: claimDeadLeases)
-                default:
-                    flags[i] = isAlive(entry.pointee, claimed: &claimed, claimDeadLeases: claimDeadLeases)
-                }
-            }
-            return flags
-        }
-    }
-
-    func alive(_ servers: [ServerEntry]) -> [Bool] {
-        var none: [String: Int32] = [:]
-        return alive(servers, claimed: &none, claimDeadLeases: false)
-    }
-
     /// A lease is held while someone has `flock` on its file. A shared try-lock that succeeds
     /// means nobody holds it: the owner is gone. A missing file means the same.
-    /// Out of line: inlined into the caller's loop it made every entry be copied.
-    @inline(never)
     private func leaseHeld(_ id: String, claimed: inout [String: Int32], claim: Bool) -> Bool {
         guard let dir = try? store.leasesDirectory(create: false) else { return false }
         var claimedFD: Int32 = -1

@@ -80,9 +80,7 @@ final class Snapshot: Sendable {
         if sameEntries {
             if let positions { lazyPositions.withLock { $0 = positions } }
             if let index { lazyIndex.withLock { $0 = index } }
-            if older.document.generation == document.generation, let listing = older.lazyListing.withLock({ $0 }) {
-                lazyListing.withLock { $0 = listing }
-            }
+            if let listing = older.lazyListing.withLock({ $0 }) { lazyListing.withLock { $0 = listing } }
             return
         }
         guard positions != nil || index != nil, document.servers.count == older.document.servers.count else { return }
