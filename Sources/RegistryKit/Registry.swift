@@ -252,6 +252,13 @@ public final class Registry: Sendable {
         var removedDead = 0
         /// Owned entries put back by anti-entropy.
         var restored = 0
+        /// Other processes' queued changes this write carries (group commit), and whether this
+        /// handle's own change changed anything before they were added.
+        var absorbed: [AbsorbedRequest] = []
+        var ownChanged = false
+        /// The change is made again after a holder that had taken it died unanswered: an
+        /// unregister of an entry already gone succeeds.
+        var idempotent = false
     }
 
     /// Runs `body` under the write lock on the current document, prunes dead entries, and writes
@@ -260,22 +267,61 @@ public final class Registry: Sendable {
     /// written, and leases taken are released, if `body` or the write fails.
     @discardableResult
     func transaction<T>(allowClosed: Bool = false, _ body: (inout Transaction) throws(RegistryError) -> T) throws(RegistryError) -> (T, Int) {
+        guard let done = try transaction(allowClosed: allowClosed, request: nil, body) else {
+            throw RegistryError(.io, "internal error: a write without a request was answered by another process")
+        }
+        return done
+    }
+
+    /// `transaction`, with group commit: while the lock is taken, `request`'s change is left for
+    /// the holder to make (GroupCommit.swift). Nil when another process made or refused it (its
+    /// answer is in `request.outcome`); `body` then did not run.
+    func transaction<T>(allowClosed: Bool = false, request: GroupRequest?, _ body: (inout Transaction) throws(RegistryError) -> T) throws(RegistryError) -> (T, Int)? {
         if allowClosed {
             guard inOwnerProcess else { throw RegistryError(.closed, "inherited across fork()") }
         } else {
             try enter()
         }
         defer { if !allowClosed { leave() } }
-        return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros) { () throws(RegistryError) -> (T, Int) in
+        return try store.withWriteLock(timeoutMicros: options.lockTimeoutMicros, request: request) { () throws(RegistryError) -> (T, Int) in
             let (document, ownWrite) = try currentDocumentForWrite()
             var txn = Transaction(document: document)
+            if let request {
+                // Making the change itself after all: the lease taken for the request is this
+                // write's.
+                if let (id, fd) = request.lease {
+                    txn.acquiredLeases[id] = fd
+                    request.lease = nil
+                }
+                txn.idempotent = request.abandoned
+            }
             do throws(RegistryError) {
                 // The file unchanged since this handle wrote it holds its entries as it holds
                 // them: nothing to restore (a handle filling the file with 1,000 leases spent a
                 // fifth of each write confirming it).
                 if !ownWrite { restoreOwned(&txn) }
                 let result = try body(&txn)
-                try commit(&txn)
+                txn.ownChanged = txn.changed
+                if allowClosed {
+                    try commit(&txn)
+                } else {
+                    // Others' queued changes ride along; if that write fails they go back to
+                    // their owners and this handle's change is written alone.
+                    var grouped = txn
+                    absorbQueued(&grouped)
+                    if grouped.absorbed.isEmpty {
+                        try commit(&txn)
+                    } else {
+                        do throws(RegistryError) {
+                            try commit(&grouped)
+                            txn = grouped
+                            answerAbsorbed(txn)
+                        } catch {
+                            returnAbsorbed(grouped.absorbed)
+                            try commit(&txn)
+                        }
+                    }
+                }
                 state.withLock { s in
                     for (id, fd) in txn.acquiredLeases { s.leases[id] = fd }
                     for id in txn.releasedLeases {
@@ -408,10 +454,13 @@ public final class Registry: Sendable {
         // Values read from the file never reach unchecked arithmetic: the reader bounds the
         // generation, and the write refuses to pass the bound.
         let base = max(txn.document.generation, state.withLock { $0.highestGeneration })
-        guard base < RegistryDocument.maxGeneration else {
+        // One step per change: a write carrying others' queued changes counts each of them.
+        let applied = txn.absorbed.lazy.filter { $0.refusal == nil }.count
+        let steps = Int64(max(1, (txn.absorbed.isEmpty || txn.ownChanged ? 1 : 0) + applied))
+        guard base <= RegistryDocument.maxGeneration - steps else {
             throw RegistryError(.limit, "the registry's generation counter is at its maximum (\(RegistryDocument.maxGeneration)); run `peer-registry repair` to restart it")
         }
-        txn.document.generation = base + 1
+        txn.document.generation = base + steps
         var fresh: [Int] = []
         let bytes = txn.document.encodeCaching(freshlyEncoded: &fresh)
         guard bytes.count <= options.limits.maxFileBytes else {
@@ -449,34 +498,87 @@ public final class Registry: Sendable {
         defer { leave() }
         var entry = entry
         try prepareForRegistration(&entry)
-        let (stored, _) = try transaction { txn throws(RegistryError) -> ServerEntry in
-            let holds = state.withLock { $0.leases[entry.id] != nil } || txn.acquiredLeases[entry.id] != nil
-            // A legacy entry's derived id is not a registration: a real id equal to it leaves
-            // the legacy entry alone (it is given another derived id).
-            if let i = txn.document.servers.firstIndex(where: { $0.id == entry.id && !$0.isLegacy }) {
-                let existing = txn.document.servers[i]
-                if existing.liveness == .lease, !holds, judge().isAlive(existing) {
-                    throw RegistryError(.exists, "id \"\(entry.id)\" is registered by another live process (pid \(existing.pid.map(String.init) ?? "?")); pick another id or unregister it")
-                }
-                if onlyIfAbsent, judge().isAlive(existing) {
-                    throw RegistryError(.exists, "id \"\(entry.id)\" is already registered (\(existing.liveness.rawValue) entry); replace it explicitly or pick another id")
-                }
-                if holds, existing.liveness == .lease, entry.startedAt == nil { entry.startedAt = existing.startedAt }
-                if entry.startedAt == nil { entry.startedAt = entry.lastSeen }
-                txn.document.servers[i] = entry
-            } else {
-                if entry.startedAt == nil { entry.startedAt = entry.lastSeen }
-                txn.document.servers.append(entry)
-            }
+        let heldBefore = state.withLock { $0.leases[entry.id] != nil }
+        // Queued under contention (group commit) unless the rules need this handle's own view:
+        // `onlyIfAbsent`, or giving up a held lease for another liveness.
+        let request = !onlyIfAbsent && (entry.liveness == .lease || !heldBefore)
+            ? GroupRequest(.register(entry), store: store, heldBefore: heldBefore) { [self] id in try? acquireLease(id, patienceMicros: 0) }
+            : nil
+        defer { request?.releaseTakenLease() }
+        let done = try transaction(request: request) { txn throws(RegistryError) -> ServerEntry in
+            let holds = heldBefore || txn.acquiredLeases[entry.id] != nil
+            try Self.applyRegister(&entry, holds: holds, heldBefore: heldBefore, onlyIfAbsent: onlyIfAbsent, judge: judge(), to: &txn.document)
             if entry.liveness == .lease, !holds {
                 txn.acquiredLeases[entry.id] = try acquireLease(entry.id)
-            } else if entry.liveness != .lease, holds {
+            } else if entry.liveness != .lease, heldBefore {
                 txn.releasedLeases.append(entry.id)
             }
             txn.changed = true
             return entry
         }
-        return stored
+        if let (stored, _) = done { return stored }
+        return try finishAnswered(request) ?? entry
+    }
+
+    /// The rules of `register` for an entry `prepareForRegistration` filled in, applied to the
+    /// document read under the lock — for this handle, or for another process's queued change.
+    /// `holds`: the registrant holds the id's lease now; `heldBefore`: it did before this change.
+    static func applyRegister(_ entry: inout ServerEntry, holds: Bool, heldBefore: Bool, onlyIfAbsent: Bool, judge: LivenessJudge,
+                              to document: inout RegistryDocument) throws(RegistryError) {
+        // A legacy entry's derived id is not a registration: a real id equal to it leaves
+        // the legacy entry alone (it is given another derived id).
+        if let i = document.servers.firstIndex(where: { $0.id == entry.id && !$0.isLegacy }) {
+            let existing = document.servers[i]
+            if existing.liveness == .lease, !holds, judge.isAlive(existing) {
+                throw RegistryError(.exists, "id \"\(entry.id)\" is registered by another live process (pid \(existing.pid.map(String.init) ?? "?")); pick another id or unregister it")
+            }
+            if onlyIfAbsent, judge.isAlive(existing) {
+                throw RegistryError(.exists, "id \"\(entry.id)\" is already registered (\(existing.liveness.rawValue) entry); replace it explicitly or pick another id")
+            }
+            if heldBefore, existing.liveness == .lease, entry.startedAt == nil { entry.startedAt = existing.startedAt }
+            if entry.startedAt == nil { entry.startedAt = entry.lastSeen }
+            document.servers[i] = entry
+        } else {
+            if entry.startedAt == nil { entry.startedAt = entry.lastSeen }
+            document.servers.append(entry)
+        }
+    }
+
+    /// After another process answered this handle's queued change: what the handle holds now,
+    /// and the stored entry of a register. Throws the refusal.
+    private func finishAnswered(_ request: GroupRequest?) throws(RegistryError) -> ServerEntry? {
+        guard let request, let outcome = request.outcome else {
+            throw RegistryError(.io, "internal error: a queued change of \(path) finished without an answer")
+        }
+        switch outcome {
+        case .refused(let error):
+            throw error
+        case .applied(let generation, let stored):
+            var startThread = false
+            state.withLock { s in
+                s.highestGeneration = max(s.highestGeneration, generation)
+                switch request.change {
+                case .register(let entry):
+                    if let (id, fd) = request.lease {
+                        s.leases[id] = fd
+                        request.lease = nil
+                        startThread = true
+                    }
+                    if entry.liveness == .lease, s.leases[entry.id] != nil {
+                        s.owned[entry.id] = stored ?? entry
+                        s.ownedAt[entry.id] = nil
+                    }
+                case .unregister(let id):
+                    if let fd = s.leases.removeValue(forKey: id) { releaseLease(id, fd) }
+                    s.owned[id] = nil
+                    s.ownedAt[id] = nil
+                case .heartbeat:
+                    break
+                }
+            }
+            if startThread { startAntiEntropy() }
+            return stored
+        }
     }
 
     /// Registers one entry given as JSON (as the C ABI does). See `register(_:)`.
@@ -534,30 +636,47 @@ public final class Registry: Sendable {
     /// - Throws: `.notFound` when there is no such entry, `.permission` (naming the holder's
     ///   pid) for an entry leased by someone else, plus the write errors of `register`.
     public func unregister(_ id: String) throws(RegistryError) {
-        try transaction { txn throws(RegistryError) in
-            guard let i = txn.document.servers.firstIndex(where: { $0.id == id }) else {
-                throw RegistryError(.notFound, "no server with id \"\(id.prefix(80))\" in \(path)")
-            }
-            let existing = txn.document.servers[i]
-            if existing.liveness == .lease, !existing.isLegacy, state.withLock({ $0.leases[id] == nil }), judge().isAlive(existing) {
-                let pid = store.leaseHolderPID(id) ?? existing.pid
-                throw RegistryError(.permission, "\"\(id.prefix(80))\" is held by a live registrant (pid \(pid.map(String.init) ?? "?")), which would restore it; stop that process to remove its entry")
-            }
-            txn.document.servers.remove(at: i)
-            if state.withLock({ $0.leases[id] != nil }) { txn.releasedLeases.append(id) }
+        let held = state.withLock { $0.leases[id] != nil }
+        let request = GroupRequest(.unregister(id: id), store: store, heldBefore: held) { _ in nil }
+        let done = try transaction(request: request) { txn throws(RegistryError) in
+            try Self.applyUnregister(id, held: held, idempotent: txn.idempotent, judge: judge(), store: store, path: path, to: &txn.document)
+            if held { txn.releasedLeases.append(id) }
             txn.changed = true
         }
+        if done == nil { _ = try finishAnswered(request) }
+    }
+
+    /// The rules of `unregister` (see there), applied under the lock. `held`: the caller holds
+    /// the entry's lease; `idempotent`: an entry already gone is not an error.
+    static func applyUnregister(_ id: String, held: Bool, idempotent: Bool, judge: LivenessJudge, store: RegistryStore, path: String,
+                                to document: inout RegistryDocument) throws(RegistryError) {
+        guard let i = document.servers.firstIndex(where: { $0.id == id }) else {
+            if idempotent { return }
+            throw RegistryError(.notFound, "no server with id \"\(id.prefix(80))\" in \(path)")
+        }
+        let existing = document.servers[i]
+        if existing.liveness == .lease, !existing.isLegacy, !held, judge.isAlive(existing) {
+            let pid = store.leaseHolderPID(id) ?? existing.pid
+            throw RegistryError(.permission, "\"\(id.prefix(80))\" is held by a live registrant (pid \(pid.map(String.init) ?? "?")), which would restore it; stop that process to remove its entry")
+        }
+        document.servers.remove(at: i)
     }
 
     /// Applies `change` to the live entry `id` in one write.
     private func update(_ id: String, _ change: (inout ServerEntry) -> Void) throws(RegistryError) {
         try transaction { txn throws(RegistryError) in
-            guard let i = txn.document.servers.firstIndex(where: { $0.id == id }), judge().isAlive(txn.document.servers[i]) else {
-                throw RegistryError(.notFound, "no live server with id \"\(id.prefix(80))\" in \(path)")
-            }
-            change(&txn.document.servers[i])
+            try Self.applyUpdate(id, judge: judge(), path: path, to: &txn.document, change)
             txn.changed = true
         }
+    }
+
+    /// The rule of every update: the entry must be there and alive.
+    static func applyUpdate(_ id: String, judge: LivenessJudge, path: String, to document: inout RegistryDocument,
+                            _ change: (inout ServerEntry) -> Void) throws(RegistryError) {
+        guard let i = document.servers.firstIndex(where: { $0.id == id }), judge.isAlive(document.servers[i]) else {
+            throw RegistryError(.notFound, "no live server with id \"\(id.prefix(80))\" in \(path)")
+        }
+        change(&document.servers[i])
     }
 
     /// Records the health reported for `id`, with `lastCheck` = now. DOWN servers never resolve.
@@ -608,7 +727,12 @@ public final class Registry: Sendable {
     /// - Throws: `.notFound` when the entry is missing or already expired (register again).
     public func heartbeat(_ id: String) throws(RegistryError) {
         let now = Timestamp.now()
-        try update(id) { $0.lastSeen = now }
+        let request = GroupRequest(.heartbeat(id: id, lastSeen: now), store: store, heldBefore: false) { _ in nil }
+        let done = try transaction(request: request) { txn throws(RegistryError) in
+            try Self.applyUpdate(id, judge: judge(), path: path, to: &txn.document) { $0.lastSeen = now }
+            txn.changed = true
+        }
+        if done == nil { _ = try finishAnswered(request) }
     }
 
     /// Removes every dead entry now, and lease files no entry uses. Returns the number of

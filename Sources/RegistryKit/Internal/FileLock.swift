@@ -47,24 +47,46 @@ final class FileLock: Sendable {
     }
 
     /// Holds the lock while `body` runs. Waits at most `timeoutMicros`; the timeout error names
-    /// the holder's pid.
-    func withLock<T>(timeoutMicros: Int64, _ body: () throws(RegistryError) -> T) throws(RegistryError) -> T {
-        try mutex.mutex.withLock { _ throws(RegistryError) -> T in
+    /// the holder's pid. With a `request` (group commit, GroupCommit.swift), a writer that has to
+    /// wait asks the holder to make its change; nil is returned, without running `body`, when a
+    /// holder answered (the answer is in `request.outcome`).
+    func withLock<T>(timeoutMicros: Int64, request: GroupRequest? = nil, _ body: () throws(RegistryError) -> T) throws(RegistryError) -> T? {
+        try mutex.mutex.withLock { _ throws(RegistryError) -> T? in
             var held = fd
             var viaHelper = false
             let start = Sys.monotonicMicros()
             yieldToWaiters(until: start + min(Self.handOffMicros.load(ordering: .relaxed), timeoutMicros))
+            var asking: GroupRequest?
             if Sys.flock(fd, LOCK_EX | LOCK_NB, path: path) != 0 {
                 guard errno == EWOULDBLOCK else { throw Sys.ioError(.flock, path) }
-                let deadline = start + timeoutMicros
+                // Asked before marking itself waiting: a holder looks for requests only when
+                // someone waits.
+                if let request, request.deposit() { asking = request }
                 let marked = Sys.markWaiting(fd, offset: Self.waitingByte, path: path)
-                let got = try mutex.helper.acquire(dirFD: dirFD, name: name, path: path, deadline: deadline)
-                if marked { Sys.unmarkWaiting(fd, offset: Self.waitingByte) }
-                guard let helperFD = got else {
-                    throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(path)\(holderDescription())")
+                defer { if marked { Sys.unmarkWaiting(fd, offset: Self.waitingByte) } }
+                var got = try wait(until: start + timeoutMicros, asking)
+                var handedOff = false
+                if case .timedOut = got, let asking {
+                    switch asking.withdraw(holdingLock: false) {
+                    case .withdrawn: break
+                    case .answered: got = .answered
+                    case .inProgress, .abandoned:
+                        // A live holder took it and is writing it: wait for that write (or the
+                        // lock) as long again, rather than return while it may still be made.
+                        handedOff = true
+                        got = try wait(until: Sys.monotonicMicros() + timeoutMicros, asking)
+                    }
                 }
-                held = helperFD
-                viaHelper = true
+                switch got {
+                case .answered:
+                    return nil
+                case .timedOut:
+                    let note = handedOff ? " (the change was handed to the holder, which has not answered: it may still be made)" : ""
+                    throw RegistryError(.timeout, "timed out after \(timeoutMicros / 1000) ms waiting for the lock on \(path)\(holderDescription())\(note)")
+                case .locked(let helperFD):
+                    held = helperFD
+                    viaHelper = true
+                }
             }
             defer {
                 CrashPoint.beforeUnlock.reached()
@@ -73,8 +95,26 @@ final class FileLock: Sendable {
             }
             CrashPoint.afterLock.reached()
             Sys.overwriteSmall(held, "\(getpid())\n", path: path)
+            if let asking {
+                // Nobody else writes now: the request is still there, answered, or abandoned.
+                switch asking.withdraw(holdingLock: true) {
+                case .withdrawn: break
+                case .answered: return nil
+                case .abandoned, .inProgress: asking.abandoned = true
+                }
+            }
             return try body()
         }
+    }
+
+    private func wait(until deadline: Int64, _ asking: GroupRequest?) throws(RegistryError) -> LockHelper.Acquired {
+        try mutex.helper.acquire(dirFD: dirFD, name: name, path: path, deadline: deadline,
+                                 alsoWake: asking?.wakeFD ?? -1, answered: { asking?.checkAnswered() ?? false })
+    }
+
+    /// Whether a writer of another open file description waits for the lock (held by us).
+    func othersWaiting() -> Bool {
+        Sys.othersWaiting(fd, offset: Self.waitingByte, path: path)
     }
 
     /// The pid the last holder wrote into the lock file.
@@ -149,9 +189,19 @@ final class LockHelper: Sendable {
 
     private let state = ForkSafeMutex(State())
 
-    /// Waits until `deadline` (monotonic µs) for the lock; returns the descriptor holding it, or
-    /// nil on timeout. Call with the file's `FileMutex` held.
-    func acquire(dirFD: Int32, name: String, path: String, deadline: Int64) throws(RegistryError) -> Int32? {
+    enum Acquired {
+        /// The lock, held through this descriptor.
+        case locked(Int32)
+        case timedOut
+        /// `answered` said the writer no longer needs the lock (group commit).
+        case answered
+    }
+
+    /// Waits until `deadline` (monotonic µs) for the lock, or until `answered()` (checked
+    /// whenever `alsoWake` is readable) says the writer no longer needs it. Call with the file's
+    /// `FileMutex` held.
+    func acquire(dirFD: Int32, name: String, path: String, deadline: Int64, alsoWake: Int32 = -1,
+                 answered: () -> Bool = { false }) throws(RegistryError) -> Acquired {
         let start = try state.withLock { s throws(RegistryError) -> (start: Bool, fd: Int32, wake: Int32) in
             if s.fd < 0 {
                 // An open file description of its own: a dup would share the writer's lock.
@@ -176,28 +226,38 @@ final class LockHelper: Sendable {
                 try Sys.startThread(path) { [self] in block(fd: start.fd, path: path) }
             } catch {
                 state.withLock { $0.phase = .idle }
-                return pollUntil(deadline: deadline, fd: start.fd, path: path)
+                return pollUntil(deadline: deadline, fd: start.fd, path: path).map(Acquired.locked) ?? .timedOut
+            }
+        }
+        /// Stops wanting the lock; true if it was handed over meanwhile (then it is ours).
+        func giveUp() -> Bool {
+            state.withLock { s -> Bool in
+                if s.phase == .handedOver { return true }
+                s.wanted = false
+                return false
             }
         }
         while true {
             if state.withLock({ $0.phase == .handedOver }) {
                 drain(start.wake)
-                return start.fd
+                return .locked(start.fd)
+            }
+            if answered() {
+                if giveUp() {
+                    drain(start.wake)
+                    return .locked(start.fd)
+                }
+                return .answered
             }
             let left = deadline - Sys.monotonicMicros()
             if left <= 0 {
-                let took = state.withLock { s -> Bool in
-                    if s.phase == .handedOver { return true }
-                    s.wanted = false
-                    return false
-                }
-                if took {
+                if giveUp() {
                     drain(start.wake)
-                    return start.fd
+                    return .locked(start.fd)
                 }
-                return nil
+                return .timedOut
             }
-            _ = Sys.pollReadable(start.wake, timeoutMillis: Int32(clamping: (left + 999) / 1000), path: path)
+            _ = Sys.pollReadable(start.wake, alsoWake, timeoutMillis: Int32(clamping: (left + 999) / 1000), path: path)
         }
     }
 

@@ -56,11 +56,11 @@ extension Registry {
     /// Takes `flock(LOCK_EX)` on `leases/<id>.lease` (creating it 0600). Readers hold a shared
     /// lock on it for microseconds, so a busy lock is retried briefly before it means that a live
     /// process holds the id.
-    func acquireLease(_ id: String) throws(RegistryError) -> Int32 {
+    func acquireLease(_ id: String, patienceMicros: Int64 = 50_000) throws(RegistryError) -> Int32 {
         guard let dir = try store.leasesDirectory(create: true) else { throw RegistryError(.io, "no leases directory") }
         let name = id + ".lease"
         let leasePath = store.leasesPath + "/" + name
-        let deadline = Sys.monotonicMicros() + 50_000
+        let deadline = Sys.monotonicMicros() + patienceMicros
         while true {
             // Tracked from the moment it exists: a child forked now must not keep the lease.
             let fd = Sys.openAtTracked(dir, name, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600, path: leasePath)

@@ -18,6 +18,8 @@ final class RegistryStore: Sendable {
     let lock: FileLock?
     let readOnly: Bool
     let leasesFD = ForkSafeMutex<Int32>(-1)
+    /// `servers.json.pending/` once opened (group commit).
+    let pendingFD = ForkSafeMutex<Int32>(-1)
     let tracker = ForkSafeMutex<LeaseTracker?>(nil)
 
     /// The process's lease tracker for this registry, once `leases/` has been opened.
@@ -96,9 +98,11 @@ final class RegistryStore: Sendable {
     func close() {
         if let lock { Sys.closeTracked(lock.fd) }
         Sys.closeTracked(dirFD)
-        leasesFD.withLock { fd in
-            Sys.closeTracked(fd)
-            fd = -1
+        for held in [leasesFD, pendingFD] {
+            held.withLock { fd in
+                Sys.closeTracked(fd)
+                fd = -1
+            }
         }
         tracker.withLock { $0 = nil }
     }
@@ -109,6 +113,18 @@ final class RegistryStore: Sendable {
         guard let lock else {
             throw RegistryError(.permission, "\(filePath) was opened read-only; open it for writing to change it")
         }
-        return try lock.withLock(timeoutMicros: timeoutMicros, body)
+        guard let result = try lock.withLock(timeoutMicros: timeoutMicros, body) else {
+            throw RegistryError(.io, "internal error: a write without a request was answered by another process")
+        }
+        return result
+    }
+
+    /// `withWriteLock`, asking the holder to make `request`'s change while the lock is taken
+    /// (group commit): nil when it was made (or refused) by another process.
+    func withWriteLock<T>(timeoutMicros: Int64, request: GroupRequest?, _ body: () throws(RegistryError) -> T) throws(RegistryError) -> T? {
+        guard let lock else {
+            throw RegistryError(.permission, "\(filePath) was opened read-only; open it for writing to change it")
+        }
+        return try lock.withLock(timeoutMicros: timeoutMicros, request: request, body)
     }
 }

@@ -417,6 +417,14 @@ enum Sys {
         return n > 0
     }
 
+    /// Waits up to `timeoutMillis` for `a` or `b` (-1: only `a`) to be readable: true when one is.
+    static func pollReadable(_ a: Int32, _ b: Int32, timeoutMillis: Int32, path: String) -> Bool {
+        guard b >= 0 else { return pollReadable(a, timeoutMillis: timeoutMillis, path: path) }
+        var p = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+        let n = guarded(.poll, path) { poll(&p, 2, timeoutMillis) }
+        return n > 0
+    }
+
     // MARK: Processes and time
 
     /// Whether a process with this pid exists (EPERM: it does, owned by someone else).
@@ -481,6 +489,8 @@ enum CrashPoint: String, CaseIterable {
     case afterRename = "after-rename"
     case afterDirFsync = "after-dir-fsync"
     case beforeUnlock = "before-unlock"
+    /// Group commit: the holder's write is durable, its answers not yet written.
+    case afterGroupWrite = "after-group-write"
 
     private static let armed: CrashPoint? = {
         guard let raw = getenv("PEERREG_CRASH_AT") else { return nil }
