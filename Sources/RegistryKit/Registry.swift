@@ -502,7 +502,7 @@ public final class Registry: Sendable {
         // Queued under contention (group commit) unless the rules need this handle's own view:
         // `onlyIfAbsent`, or giving up a held lease for another liveness.
         let request = !onlyIfAbsent && (entry.liveness == .lease || !heldBefore)
-            ? GroupRequest(.register(entry), store: store, heldBefore: heldBefore) { [self] id in try? acquireLease(id, patienceMicros: 0) }
+            ? groupRequest(.register(entry), heldBefore: heldBefore)
             : nil
         defer { request?.releaseTakenLease() }
         let done = try transaction(request: request) { txn throws(RegistryError) -> ServerEntry in
@@ -544,15 +544,31 @@ public final class Registry: Sendable {
         }
     }
 
-    /// After another process answered this handle's queued change: what the handle holds now,
-    /// and the stored entry of a register. Throws the refusal.
+    /// A request for a queued change of this handle (group commit), which updates what the
+    /// handle holds when another process answers it.
+    private func groupRequest(_ change: QueuedChange, heldBefore: Bool) -> GroupRequest {
+        let request = GroupRequest(change, store: store, heldBefore: heldBefore) { [self] id in try? acquireLease(id, patienceMicros: 0) }
+        request.onAnswer = { [self, unowned request] outcome in recordAnswer(outcome, of: request) }
+        return request
+    }
+
+    /// The stored entry of an answered register; throws the refusal of a refused change.
     private func finishAnswered(_ request: GroupRequest?) throws(RegistryError) -> ServerEntry? {
         guard let request, let outcome = request.outcome else {
             throw RegistryError(.io, "internal error: a queued change of \(path) finished without an answer")
         }
         switch outcome {
-        case .refused(let error):
-            throw error
+        case .refused(let error): throw error
+        case .applied(_, let stored): return stored
+        }
+    }
+
+    /// What the handle holds after another process made its queued change (with the process's
+    /// lock mutex held, see `GroupRequest.onAnswer`).
+    private func recordAnswer(_ outcome: GroupOutcome, of request: GroupRequest) {
+        switch outcome {
+        case .refused:
+            request.releaseTakenLease()
         case .applied(let generation, let stored):
             var startThread = false
             state.withLock { s in
@@ -577,7 +593,6 @@ public final class Registry: Sendable {
                 }
             }
             if startThread { startAntiEntropy() }
-            return stored
         }
     }
 
@@ -637,7 +652,7 @@ public final class Registry: Sendable {
     ///   pid) for an entry leased by someone else, plus the write errors of `register`.
     public func unregister(_ id: String) throws(RegistryError) {
         let held = state.withLock { $0.leases[id] != nil }
-        let request = GroupRequest(.unregister(id: id), store: store, heldBefore: held) { _ in nil }
+        let request = groupRequest(.unregister(id: id), heldBefore: held)
         let done = try transaction(request: request) { txn throws(RegistryError) in
             try Self.applyUnregister(id, held: held, idempotent: txn.idempotent, judge: judge(), store: store, path: path, to: &txn.document)
             if held { txn.releasedLeases.append(id) }
@@ -727,7 +742,7 @@ public final class Registry: Sendable {
     /// - Throws: `.notFound` when the entry is missing or already expired (register again).
     public func heartbeat(_ id: String) throws(RegistryError) {
         let now = Timestamp.now()
-        let request = GroupRequest(.heartbeat(id: id, lastSeen: now), store: store, heldBefore: false) { _ in nil }
+        let request = groupRequest(.heartbeat(id: id, lastSeen: now), heldBefore: false)
         let done = try transaction(request: request) { txn throws(RegistryError) in
             try Self.applyUpdate(id, judge: judge(), path: path, to: &txn.document) { $0.lastSeen = now }
             txn.changed = true

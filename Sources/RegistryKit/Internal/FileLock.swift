@@ -79,6 +79,7 @@ final class FileLock: Sendable {
                 }
                 switch got {
                 case .answered:
+                    asking?.deliverAnswer()
                     return nil
                 case .timedOut:
                     let note = handedOff ? " (the change was handed to the holder, which has not answered: it may still be made)" : ""
@@ -99,7 +100,9 @@ final class FileLock: Sendable {
                 // Nobody else writes now: the request is still there, answered, or abandoned.
                 switch asking.withdraw(holdingLock: true) {
                 case .withdrawn: break
-                case .answered: return nil
+                case .answered:
+                    asking.deliverAnswer()
+                    return nil
                 case .abandoned, .inProgress: asking.abandoned = true
                 }
             }

@@ -150,6 +150,10 @@ final class GroupRequest {
     private var dir: Int32 = -1
     private var watch: Int32 = -1
     private(set) var outcome: GroupOutcome?
+    /// Run with the answer while the process's lock mutex is still held: the handle's record of
+    /// what it holds must change before anything else of the process writes (its anti-entropy
+    /// would otherwise put back an entry the answered unregister removed).
+    var onAnswer: ((GroupOutcome) -> Void)?
     /// A holder took it and died before answering: the change is made again, idempotently.
     var abandoned = false
     private let takeLease: (String) -> Int32?
@@ -227,6 +231,12 @@ final class GroupRequest {
         Sys.unlinkAt(dir, key + ".done", path: store.pendingPath + "/" + key + ".done")
         outcome = Self.parseAnswer(bytes, limits: store.limits) ?? .refused(RegistryError(.io, "the answer to a queued change in \(store.pendingPath) could not be read"))
         return true
+    }
+
+    /// Hands the answer to `onAnswer` (FileLock calls this with the mutex held).
+    func deliverAnswer() {
+        if let outcome { onAnswer?(outcome) }
+        onAnswer = nil
     }
 
     enum Withdrawal {
