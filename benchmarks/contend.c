@@ -14,7 +14,8 @@
  *   ops wall_s ops_per_s all_p50 all_p99 op1_p50 op1_p99 op2_p50 op2_p99 op3_p50 op3_p99 file_bytes
  * latencies in microseconds; op1..3 are register / heartbeat / unregister (floor: three times
  * the same write). file_bytes (lib) is the mean size of the file during the run — base entries
- * plus half of the P entries — for the floor to write. */
+ * plus half of the P entries — for the floor to write. CONTEND_SAMPLES=<file> also writes every
+ * latency there, one per line. */
 #define _GNU_SOURCE
 #include "bench_common.h"
 #include "peer_registry.h"
@@ -172,6 +173,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n; i++) {
         all[i] = samples[i];
         op[i % 3][i / 3] = samples[i];
+    }
+    const char *dump = getenv("CONTEND_SAMPLES"); /* every latency, one per line, in µs */
+    if (dump) {
+        FILE *f = fopen(dump, "w");
+        if (!f) return 1;
+        for (size_t i = 0; i < n; i++) fprintf(f, "%.1f\n", samples[i]);
+        fclose(f);
     }
     printf("%zu %.3f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %lld\n", n, wall, (double)n / wall, quantile(all, n, 0.5),
            quantile(all, n, 0.99), quantile(op[0], per, 0.5), quantile(op[0], per, 0.99), quantile(op[1], per, 0.5),

@@ -126,6 +126,22 @@ extension RegistryStore {
         }
     }
 
+    /// The descriptor that becomes readable when a file is renamed into the pending directory
+    /// (an answer, among others), made on first use; -1 if inotify cannot be had.
+    func pendingWatch() -> Int32 {
+        pendingWatchFD.withLock { fd in
+            if fd >= 0 { return fd }
+            let w = Sys.inotifyInit(path: pendingPath)
+            guard w >= 0 else { return -1 }
+            guard Sys.inotifyWatch(w, pendingPath, UInt32(IN_MOVED_TO)) else {
+                Sys.closeTracked(w)
+                return -1
+            }
+            fd = w
+            return w
+        }
+    }
+
     /// The bytes of `name` in the pending directory, or nil if it cannot be read.
     func readPending(_ dir: Int32, _ name: String) -> [UInt8]? {
         let path = pendingPath + "/" + name
@@ -165,10 +181,6 @@ final class GroupRequest {
         self.takeLease = takeLease
     }
 
-    deinit {
-        if watch >= 0 { Sys.closeTracked(watch) }
-    }
-
     /// The descriptor that becomes readable when an answer may have arrived (-1: none).
     var wakeFD: Int32 { watch }
 
@@ -179,20 +191,14 @@ final class GroupRequest {
         guard let dirFD = try? store.pendingDirectory(create: true) else { return false }
         self.dir = dirFD
         // The watch first: an answer written between the deposit and the watch would be missed.
-        let w = Sys.inotifyInit(path: store.pendingPath)
+        let w = store.pendingWatch()
         guard w >= 0 else { return false }
-        guard Sys.inotifyWatch(w, store.pendingPath, UInt32(IN_MOVED_TO)) else {
-            Sys.closeTracked(w)
-            return false
-        }
+        drainWatch(w)
         var object: [JSONObject.Member] = [.init(key: "v", value: .int(1)), .init(key: "pid", value: .int(Int(getpid())))]
         switch change {
         case .register(let entry):
             if entry.liveness == .lease, !heldBefore {
-                guard let fd = takeLease(entry.id) else {
-                    Sys.closeTracked(w)
-                    return false
-                }
+                guard let fd = takeLease(entry.id) else { return false }
                 lease = (entry.id, fd)
             }
             object += [.init(key: "op", value: .string("register")), .init(key: "heldBefore", value: .bool(heldBefore)),
@@ -210,7 +216,6 @@ final class GroupRequest {
         do throws(RegistryError) {
             try store.writePending(dirFD, key + ".req", bytes, temp: key + ".rtmp")
         } catch {
-            Sys.closeTracked(w)
             releaseTakenLease()
             return false
         }
@@ -223,14 +228,16 @@ final class GroupRequest {
     func checkAnswered() -> Bool {
         guard let key else { return false }
         if outcome != nil { return true }
-        if watch >= 0 {
-            var buffer = [UInt8](repeating: 0, count: 1024)
-            while Sys.readAvailable(watch, into: &buffer, path: store.pendingPath) > 0 {}
-        }
+        if watch >= 0 { drainWatch(watch) }
         guard let bytes = store.readPending(dir, key + ".done") else { return false }
         Sys.unlinkAt(dir, key + ".done", path: store.pendingPath + "/" + key + ".done")
         outcome = Self.parseAnswer(bytes, limits: store.limits) ?? .refused(RegistryError(.io, "the answer to a queued change in \(store.pendingPath) could not be read"))
         return true
+    }
+
+    private func drainWatch(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Sys.readAvailable(fd, into: &buffer, path: store.pendingPath) > 0 {}
     }
 
     /// Hands the answer to `onAnswer` (FileLock calls this with the mutex held).
