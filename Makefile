@@ -197,7 +197,7 @@ test-install: lib dist
 ## per-language call overhead, watch latency. Writes docs/BENCHMARKS.md and docs/register-cost.svg;
 ## sizes via environment variables (benchmarks/run.sh).
 bench: lib
-	bash benchmarks/run.sh
+	SWIFT="$(SWIFT)" bash benchmarks/run.sh
 
 ## Torture tests (tests/torture/run.py): writers crashing at every step of a write and SIGKILLed
 ## at random, stale lease/ttl/pid owners, symlinks, unsafe permissions, malformed input through

@@ -9,6 +9,7 @@
 #      per registration and registrations lost by 16 concurrent writers, vs the library
 #   5. per-call overhead and load time from C, Python, Node and Go
 #   6. watch latency from a writer's rename to the event, in C, Python, Node and Go
+#   7. `serve`: every read endpoint against /servers, and the seed's registry server (Node)
 # Prints the tables and writes docs/BENCHMARKS.md and docs/register-cost.svg.
 #
 # Sizes (environment): ROUNDS (3), ITERATIONS (200, section 1), SIZES ("10 100 1000"),
@@ -16,16 +17,16 @@
 # CONTENTION_ENTRIES (100), READ_ITERATIONS (100), ALT_TIME_COUNT (100), ALT_WRITERS (16),
 # ALT_REGS (25 per writer), ALT_ROUNDS (3), LOAD_RUNS (21), GO_BENCHTIME (1s),
 # WATCH_CHANGES (1000), WATCH_ROUNDS (4).
-# BENCH_DIR: where section 2 (contention) writes, e.g. a loop-mounted journaled ext4 (this
-# machine's root is ext4 without a journal; users run journaled filesystems).
+# BENCH_DIR: where sections 1 and 2 (the durable writes) write, e.g. a loop-mounted journaled
+# ext4 (this machine's root is ext4 without a journal; users run journaled filesystems).
 # BENCH_ONLY="write watch ..." runs only those sections (of: write contention reads alternatives
-# overhead watch) and prints them without touching docs/.
+# overhead watch serve) and prints them without touching docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 ITERATIONS=${ITERATIONS:-200}
 SIZES=${SIZES:-10 100 1000}
-ALL_SECTIONS="write contention reads alternatives overhead watch"
+ALL_SECTIONS="write contention reads alternatives overhead watch serve"
 SECTIONS=${BENCH_ONLY:-$ALL_SECTIONS}
 export ROUNDS SIZES
 export PEER_REGISTRY_LIB="$PWD/build/lib/libpeerregistry.so"
@@ -53,6 +54,13 @@ if want alternatives; then
 fi
 want overhead && { need node overhead; need go overhead; }
 want watch && need node watch
+if want serve; then
+  need node serve
+  echo "make bench: building the release peer-registry for the serve section" >&2
+  ${SWIFT:-swift} build -c release --product peer-registry >&2
+  PEER_REGISTRY_BIN="$(${SWIFT:-swift} build -c release --show-bin-path)/peer-registry"
+  export PEER_REGISTRY_BIN
+fi
 if want overhead || want watch || want alternatives; then
   [[ -f bindings/node/build/peer_registry.node ]] || bash bindings/node/build.sh >/dev/null
 fi
@@ -60,7 +68,7 @@ fi
 CFLAGS=(-O2 -Wall -Wextra -Werror -Iinclude)
 LINK=(-Lbuild/lib -lpeerregistry -Wl,-rpath,"$PWD/build/lib")
 cc "${CFLAGS[@]}" -o "$OUT/floor" benchmarks/floor.c  # the floor as a program (sections 2 and 4)
-for prog in registry_bench contend read_bench list_bench watch_reader seed_registry; do
+for prog in registry_bench contend read_bench list_bench watch_reader seed_registry http_load; do
   cc "${CFLAGS[@]}" -o "$OUT/$prog" "benchmarks/$prog.c" "${LINK[@]}"
 done
 # -rdynamic: the writer's renameat() must be the one the library's call binds to
@@ -79,7 +87,7 @@ if want write; then
   : > "$OUT/write.tsv"
   for mode in none lease; do
     for n in $SIZES; do
-      dir="$OUT/run-$mode-$n"; mkdir -p "$dir"
+      dir="${BENCH_DIR:-$OUT}/run-$mode-$n"; rm -rf "$dir"; mkdir -p "$dir"
       "$OUT/registry_bench" "$dir" "$n" "$ITERATIONS" "$mode" "$ROUNDS" > "$OUT/reg.txt"
       rm -rf "$dir"
       col() { awk -v c="$1" '{print $c}' "$OUT/reg.txt" | median; }
@@ -97,6 +105,7 @@ if want write; then
     echo
     echo "Method: \`benchmarks/registry_bench.c\` loops \`peerreg_register\` (a lease entry) → \`peerreg_heartbeat\` → \`peerreg_unregister\` with N other entries in the file, $ITERATIONS times per round, and after each of these calls one floor write (\`benchmarks/floor.h\`) of a file of the same size, so that library and floor meet the same disk moment by moment; $ROUNDS rounds on one registry filled once, medians over rounds."
     echo
+    echo "- **where**: ${BENCH_DIR:-the scratch directory} ($(df -T "${BENCH_DIR:-$OUT}" | awk 'NR==2 {print $2}'); set \`BENCH_DIR\` for another filesystem)."
     echo "- **floor**: \`flock\` + write + \`fsync\` + \`rename\` + \`fsync\` of the directory for a file of the same size, nothing else."
     echo "- **heartbeat**: sets \`lastSeen\` = now: a full durable write, like register."
     echo "- **other entries**: \`none\` = static entries; \`lease\` = entries held by another live process, so every write checks N foreign leases (the realistic worst case)."
@@ -114,7 +123,7 @@ if want write; then
 fi
 
 # ---- 2-6 ----
-for section in contention reads alternatives overhead watch; do
+for section in contention reads alternatives overhead watch serve; do
   if want "$section"; then
     echo "== $section ($(($(date +%s) - started)) s elapsed)" >&2
     python3 benchmarks/sections.py "$section" --bin "$OUT" --out "$OUT"
@@ -137,7 +146,7 @@ python3 benchmarks/sections.py chart --bin "$OUT" --out "$OUT"
   echo "Command: \`${BENCH_DIR:+BENCH_DIR=$BENCH_DIR }make bench\` (sizes: ROUNDS=$ROUNDS ITERATIONS=$ITERATIONS SIZES=\"$SIZES\" and the defaults of the other variables listed in benchmarks/run.sh). Instruction profiles of the hot paths (callgrind, independent of machine load): \`bash benchmarks/profile.sh [N]\`."
   echo
   cat "$OUT/summary.md"
-  for section in write contention reads alternatives overhead watch; do
+  for section in write contention reads alternatives overhead watch serve; do
     echo
     cat "$OUT/$section.md"
   done

@@ -3,7 +3,7 @@
 
     python3 benchmarks/sections.py <section> --bin DIR --out DIR
 
-Sections: contention, reads, alternatives, overhead, watch, chart, summary. Each runs its
+Sections: contention, reads, alternatives, overhead, watch, serve, chart, summary. Each runs its
 programs side by side with its floor in the same run, prints its table, and writes
 <out>/<section>.md (the docs/BENCHMARKS.md section) and <out>/<section>.json (the figures).
 Sizes come from the environment (see benchmarks/run.sh). No third-party packages, except
@@ -536,6 +536,83 @@ def chart(out: Path) -> None:
     print(f"wrote {target.relative_to(ROOT)}")
 
 
+# ---- 7. serve: every read endpoint against /servers and the seed's registry server ---------------
+
+def serve(bin_: Path, out: Path, tmp: Path) -> None:
+    """`peer-registry serve` (release build, $PEER_REGISTRY_BIN) on a registry of SERVE_ENTRIES
+    static entries: /servers, /registry (the legacy shape), /servers/<id>, /resolve?tool= and
+    /healthz, and the seed's registry server (benchmarks/seed_registry_server.js, reading the
+    same file per request), each loaded by benchmarks/http_load.c in turn, round by round."""
+    cli = os.environ.get("PEER_REGISTRY_BIN", "")
+    if not cli or not Path(cli).exists():
+        raise RuntimeError("the serve section needs PEER_REGISTRY_BIN (a release peer-registry; make bench builds it)")
+    n = env_int("SERVE_ENTRIES", 100)
+    conns = env_int("SERVE_CONNECTIONS", 4)
+    seconds = env_int("SERVE_SECONDS", 2)
+    rounds = env_int("ROUNDS", 3)
+    reg = seeded_registry(bin_, tmp, n)
+    env = dict(os.environ, PEER_REGISTRY_TOKEN="bench-token-" + "0" * 40)
+    token = env["PEER_REGISTRY_TOKEN"]
+    srv = subprocess.Popen([cli, "serve", "--registry", str(reg), "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seed_port = free_port()
+    seed = subprocess.Popen(["node", str(BENCH / "seed_registry_server.js"), str(reg), str(seed_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        url = srv.stdout.readline().strip()
+        m = re.match(r"http://127\.0\.0\.1:(\d+)/", url)
+        if not m:
+            raise RuntimeError(f"serve printed {url!r}: {srv.stderr.read()[-2000:]}")
+        serve_port = m.group(1)
+        if seed.stdout.readline().strip() != "listening":
+            raise RuntimeError("the seed's registry server did not start")
+        targets = [
+            ("serve GET /servers", serve_port, "/servers", token),
+            ("serve GET /registry (legacy shape)", serve_port, "/registry", token),
+            ("serve GET /servers/other-7", serve_port, "/servers/other-7", token),
+            ("serve GET /resolve?tool=summarize", serve_port, "/resolve?tool=search-other-7", token),
+            ("serve GET /healthz", serve_port, "/healthz", token),
+            ("seed's registry server GET /registry", str(seed_port), "/registry", None),
+        ]
+        lines = {name: [] for name, *_ in targets}
+        for _ in range(rounds):
+            for name, port, path, tok in targets:
+                cmd = [bin_ / "http_load", port, path, str(conns), str(seconds)] + ([tok] if tok else [])
+                lines[name].append([float(x) for x in run(cmd).split()])
+    finally:
+        for p in (srv, seed):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    med = {name: medians(v) for name, v in lines.items()}
+    base = med["serve GET /servers"][2]
+    rows, data = [], {}
+    for name, m in med.items():
+        data[name] = {"requests_per_s": m[2], "p50_us": m[3], "p99_us": m[4], "body_bytes": int(m[5])}
+        rows.append(f"| {name} | {int(m[5])} | {m[2]:.0f} | **{m[2] / base:.2f}x** | {fmt(m[3])} / {fmt(m[4])} |")
+    md = f"""## 7. `serve`: every read endpoint, and the seed's registry server
+
+Method: `peer-registry serve` (release build) on a registry of {n} static entries, and
+`benchmarks/seed_registry_server.js` — a stand-in for seed 000's registry server (the seed
+describes it but its source is not in the notes: it reads servers.json and answers it as JSON on
+every request) — on the same file. `benchmarks/http_load.c` (wrk is not installed here) keeps
+{conns} keep-alive connections busy for {seconds} s per endpoint, one endpoint after the other,
+{rounds} rounds, medians. Client and server share the machine's 2 cores, alike for every row.
+
+| endpoint | response bytes | requests/s | ÷ /servers | p50 / p99 (µs) |
+|---|---|---|---|---|
+""" + "\n".join(rows) + "\n"
+    emit(out, "serve", md, data)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # ---- summary against DESIGN.md's bars ------------------------------------------------------------------
 
 def summary(out: Path) -> None:
@@ -592,7 +669,7 @@ def main() -> None:
     a = ap.parse_args()
     tmp = a.out / "tmp"
     tmp.mkdir(exist_ok=True)
-    fn = {"contention": contention, "reads": reads, "alternatives": alternatives, "overhead": overhead, "watch": watch}
+    fn = {"contention": contention, "reads": reads, "alternatives": alternatives, "overhead": overhead, "watch": watch, "serve": serve}
     if a.section == "chart":
         chart(a.out)
     elif a.section == "summary":
