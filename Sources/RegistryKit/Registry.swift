@@ -302,24 +302,30 @@ public final class Registry: Sendable {
                 if !ownWrite { restoreOwned(&txn) }
                 let result = try body(&txn)
                 txn.ownChanged = txn.changed
-                if allowClosed {
+                let queued = allowClosed ? [] : queuedRequests()
+                if queued.isEmpty {
                     try commit(&txn)
                 } else {
                     // Others' queued changes ride along; if that write fails they go back to
-                    // their owners and this handle's change is written alone.
-                    var grouped = txn
-                    absorbQueued(&grouped)
-                    if grouped.absorbed.isEmpty {
-                        try commit(&txn)
-                    } else {
+                    // their owners and this handle's change is written alone. (The copy is
+                    // made only here: a second reference to the document makes the write copy
+                    // every entry.)
+                    var failed: [AbsorbedRequest]?
+                    do {
+                        var grouped = txn
+                        absorbQueued(queued, into: &grouped)
                         do throws(RegistryError) {
                             try commit(&grouped)
                             txn = grouped
                             answerAbsorbed(txn)
                         } catch {
-                            returnAbsorbed(grouped.absorbed)
-                            try commit(&txn)
+                            guard !grouped.absorbed.isEmpty else { throw error }
+                            failed = grouped.absorbed
                         }
+                    }
+                    if let failed {
+                        returnAbsorbed(failed)
+                        try commit(&txn)
                     }
                 }
                 state.withLock { s in

@@ -331,12 +331,12 @@ struct AbsorbedRequest {
 }
 
 extension Registry {
-    /// Under the lock, after this handle's own change: takes the waiting requests and applies
-    /// them to `txn` in the order they were made. Requests of processes that have exited are
-    /// dropped, with any files such processes left.
-    func absorbQueued(_ txn: inout Transaction) {
+    /// Under the lock: the keys of the requests waiting, oldest first (empty, at the cost of one
+    /// `fcntl`, when nobody waits). Requests of processes that have exited are dropped, with any
+    /// files such processes left.
+    func queuedRequests() -> [String] {
         guard let lock = store.lock, lock.othersWaiting(), let dir = try? store.pendingDirectory(create: false),
-              let names = try? Sys.listDirectory(dir, path: store.pendingPath) else { return }
+              let names = try? Sys.listDirectory(dir, path: store.pendingPath) else { return [] }
         var requests: [String] = []
         for name in names {
             guard let pid = GroupCommit.pid(inName: name) else { continue }
@@ -346,10 +346,15 @@ extension Registry {
                 Sys.unlinkAt(dir, name, path: store.pendingPath + "/" + name)
             }
         }
-        guard !requests.isEmpty else { return }
-        requests.sort()
+        return requests.sorted()
+    }
+
+    /// Takes the waiting requests `keys` and applies them to `txn` in that order, after this
+    /// handle's own change.
+    func absorbQueued(_ keys: [String], into txn: inout Transaction) {
+        guard let dir = try? store.pendingDirectory(create: false) else { return }
         let judge = judge()
-        for key in requests.prefix(GroupCommit.maxPerWrite) {
+        for key in keys.prefix(GroupCommit.maxPerWrite) {
             // Claiming is the rename: a requester withdrawing at the same moment unlinks the
             // `.req`, and exactly one of the two succeeds.
             guard (try? Sys.renameAt(dir, key + ".req", key + ".claimed", path: store.pendingPath + "/" + key + ".req")) != nil else { continue }
