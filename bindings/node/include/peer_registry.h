@@ -14,6 +14,12 @@
  *   and peerreg_watch_close() from another thread wakes a blocked peerreg_watch_next, which
  *   returns PEERREG_ECLOSED. peerreg_version*, peerreg_errstr and the peerreg_error accessors are pure.
  *
+ * CONTENTION
+ *   When several processes write at once, a register, heartbeat or unregister that finds the
+ *   lock taken is handed to the process holding it, whose one durable write carries every such
+ *   change (group commit, docs/FORMAT.md). Each call still returns only once its own change is
+ *   durable, with its own result; PEER_REGISTRY_LOCK_TIMEOUT_MS still bounds the wait.
+ *
  * ERRORS
  *   Every int result is a PEERREG_* code (a peerreg_code): PEERREG_OK (0) on success, a negative code on
  *   failure. Functions take a last argument `peerreg_error **err`; it may be NULL. When it is
