@@ -553,7 +553,8 @@ public final class Registry: Sendable {
     /// A request for a queued change of this handle (group commit), which updates what the
     /// handle holds when another process answers it.
     private func groupRequest(_ change: QueuedChange, heldBefore: Bool) -> GroupRequest {
-        let request = GroupRequest(change, store: store, heldBefore: heldBefore) { [self] id in try? acquireLease(id, patienceMicros: 0) }
+        let request = GroupRequest(change, store: store, heldBefore: heldBefore, takeLease: { [self] id in try? acquireLease(id, patienceMicros: 0) },
+                                   releaseLease: { [self] id, fd in releaseLease(id, fd) })
         request.onAnswer = { [self, unowned request] outcome in recordAnswer(outcome, of: request) }
         return request
     }

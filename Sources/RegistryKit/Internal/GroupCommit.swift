@@ -80,29 +80,13 @@ extension RegistryStore {
     var pendingName: String { fileName + ".pending" }
     var pendingPath: String { directory + "/" + pendingName }
 
-    /// `servers.json.pending/`, created 0700 on first use and checked like `leases/`.
+    /// `servers.json.pending/`, created 0700 on first use and checked like `leases/` (not
+    /// durably: what it holds is never acknowledged).
     func pendingDirectory(create: Bool) throws(RegistryError) -> Int32? {
         guard dirFD >= 0, !readOnly else { return nil }
         return try pendingFD.withLock { fd throws(RegistryError) -> Int32? in
             if fd >= 0 { return fd }
-            var opened = Sys.openAtTracked(dirFD, pendingName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: pendingPath)
-            if opened < 0 && errno == ENOENT {
-                guard create else { return nil }
-                if !Sys.makeDirectoryAt(dirFD, pendingName, mode: 0o700, path: pendingPath), errno != EEXIST {
-                    throw Sys.ioError(.mkdir, pendingPath)
-                }
-                opened = Sys.openAtTracked(dirFD, pendingName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: pendingPath)
-            }
-            guard opened >= 0 else {
-                if errno == ELOOP || errno == ENOTDIR { throw PathSafety.symlinkError(pendingPath) }
-                throw Sys.ioError(.open, pendingPath)
-            }
-            do throws(RegistryError) {
-                try PathSafety.checkDirectory(Sys.fstatOrThrow(opened, pendingPath), path: pendingPath)
-            } catch {
-                Sys.closeTracked(opened)
-                throw error
-            }
+            guard let opened = try openSubdirectory(pendingName, path: pendingPath, create: create, durable: false) else { return nil }
             fd = opened
             return opened
         }
@@ -173,12 +157,16 @@ final class GroupRequest {
     /// A holder took it and died before answering: the change is made again, idempotently.
     var abandoned = false
     private let takeLease: (String) -> Int32?
+    private let releaseLease: (String, Int32) -> Void
 
-    init(_ change: QueuedChange, store: RegistryStore, heldBefore: Bool, takeLease: @escaping (String) -> Int32?) {
+    /// `takeLease` takes an id's lease at once or not at all; `releaseLease` gives one back.
+    init(_ change: QueuedChange, store: RegistryStore, heldBefore: Bool, takeLease: @escaping (String) -> Int32?,
+         releaseLease: @escaping (String, Int32) -> Void) {
         self.change = change
         self.store = store
         self.heldBefore = heldBefore
         self.takeLease = takeLease
+        self.releaseLease = releaseLease
     }
 
     /// The descriptor that becomes readable when an answer may have arrived (-1: none).
@@ -273,9 +261,7 @@ final class GroupRequest {
     func releaseTakenLease() {
         if let (id, fd) = lease {
             lease = nil
-            let leasePath = store.leasesPath + "/" + id + ".lease"
-            if let dir = try? store.leasesDirectory(create: false) { Sys.unlinkAt(dir, id + ".lease", path: leasePath) }
-            Sys.closeTracked(fd)
+            releaseLease(id, fd)
         }
     }
 

@@ -14,31 +14,40 @@ extension RegistryStore {
         guard dirFD >= 0 else { return nil }
         return try leasesFD.withLock { fd throws(RegistryError) -> Int32? in
             if fd >= 0 { return fd }
-            var opened = Sys.openAtTracked(dirFD, "leases", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: leasesPath)
-            if opened < 0 && errno == ENOENT {
-                guard create, !readOnly else { return nil }
-                if !Sys.makeDirectoryAt(dirFD, "leases", mode: 0o700, path: leasesPath) {
-                    guard errno == EEXIST else { throw Sys.ioError(.mkdir, leasesPath) }
-                } else {
-                    try Sys.fsyncOrThrow(dirFD, directory)
-                }
-                opened = Sys.openAtTracked(dirFD, "leases", O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: leasesPath)
-            }
-            guard opened >= 0 else {
-                if errno == ELOOP || errno == ENOTDIR { throw PathSafety.symlinkError(leasesPath) }
-                throw Sys.ioError(.open, leasesPath)
-            }
-            do throws(RegistryError) {
-                try PathSafety.checkDirectory(Sys.fstatOrThrow(opened, leasesPath), path: leasesPath)
-            } catch {
-                Sys.closeTracked(opened)
-                throw error
-            }
+            // Created durably: the first lease registration must not vanish with it.
+            guard let opened = try openSubdirectory("leases", path: leasesPath, create: create, durable: true) else { return nil }
             fd = opened
             let t = LeaseTracker.forDirectory(opened, path: leasesPath)
             tracker.withLock { $0 = t }
             return opened
         }
+    }
+
+    /// A directory of the registry's own (`leases/`, `servers.json.pending/`): opened with
+    /// O_NOFOLLOW and checked like the registry's, created 0700 if missing and `create` (the
+    /// registry directory fsynced after, if `durable`). Nil when it is missing and not created.
+    func openSubdirectory(_ name: String, path: String, create: Bool, durable: Bool) throws(RegistryError) -> Int32? {
+        var opened = Sys.openAtTracked(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: path)
+        if opened < 0 && errno == ENOENT {
+            guard create, !readOnly else { return nil }
+            if !Sys.makeDirectoryAt(dirFD, name, mode: 0o700, path: path) {
+                guard errno == EEXIST else { throw Sys.ioError(.mkdir, path) }
+            } else if durable {
+                try Sys.fsyncOrThrow(dirFD, directory)
+            }
+            opened = Sys.openAtTracked(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, path: path)
+        }
+        guard opened >= 0 else {
+            if errno == ELOOP || errno == ENOTDIR { throw PathSafety.symlinkError(path) }
+            throw Sys.ioError(.open, path)
+        }
+        do throws(RegistryError) {
+            try PathSafety.checkDirectory(Sys.fstatOrThrow(opened, path), path: path)
+        } catch {
+            Sys.closeTracked(opened)
+            throw error
+        }
+        return opened
     }
 
     /// The pid written into `leases/<id>.lease` by its holder, if readable.
