@@ -186,7 +186,7 @@ final class Backend: Sendable {
                     delay = min(delay * 2, .seconds(5))
                     if case .success = await self.connect(gateway: gateway) {
                         self.state.withLock { $0.reconnect = nil }
-                        await gateway.backendConnected(self)
+                        await gateway.backendConnected(self, reconnected: true)
                         return
                     }
                 }

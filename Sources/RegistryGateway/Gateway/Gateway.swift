@@ -200,10 +200,17 @@ public final class Gateway: Service, Sendable {
         }
     }
 
-    func backendConnected(_ backend: Backend) async {
+    /// `reconnected`: after being unreachable. Each downstream session's own upstream session
+    /// with it (a backend that keeps per-client state) was with the process that went away, and
+    /// may still be backing off between its own retries: the sessions drop them, and their next
+    /// call starts one with the backend as it is now.
+    func backendConnected(_ backend: Backend, reconnected: Bool = false) async {
         guard state.withLock({ $0.backends[backend.id] === backend }) else {
             backend.close()
             return
+        }
+        if reconnected {
+            for session in liveSessions { session.forget(backend: backend.id, reason: "backend \"\(backend.id)\" reconnected") }
         }
         logger.info("backend connected", metadata: ["id": "\(backend.id)", "tools": "\(backend.lists.tools.count)"])
         if backend.health != .healthy { writeHealth(backend, .healthy, nil) }

@@ -277,11 +277,13 @@ public final class GatewaySession: Sendable {
         return result
     }
 
-    /// Drops the upstream session with a backend that left.
-    func forget(backend id: String) {
+    /// Drops the upstream session with a backend that left (or came back: see
+    /// `Gateway.backendConnected`).
+    func forget(backend id: String, reason: String? = nil) {
         let slot = state.withLock { $0.slots.removeValue(forKey: id) }
         if let slot {
-            Task { if case .success(let p) = await slot.task.value { p.upstream.close(reason: "backend \"\(id)\" left the registry") } }
+            let why = reason ?? "backend \"\(id)\" left the registry"
+            Task { if case .success(let p) = await slot.task.value { p.upstream.close(reason: why) } }
         }
     }
 
