@@ -204,7 +204,10 @@ public final class ProcessSlot: Sendable {
                 command: config.command, args: config.args, environment: config.environment, cwd: config.cwd,
                 group: loop, stderr: server.stderr,
                 onMessage: { connection.received($0) },
-                onClose: { [server] in connection.close(reason: server.goneMessage("the server process closed its output")) })
+                onClose: { [weak self, server] in
+                    connection.close(reason: server.goneMessage("the server process closed its output"))
+                    if let process = box.withLock({ $0 }) { self?.outputClosed(process) }
+                })
         } catch {
             server.stderr.note("cannot start: \(error.message)")
             server.log(.error, "cannot start", ["error": "\(error.message)"])
@@ -242,19 +245,40 @@ public final class ProcessSlot: Sendable {
         return .success(live)
     }
 
+    /// The process closed its output: it can answer nothing more, so it stops being the slot's
+    /// process at once — a request arriving before it is reaped waits for the restart instead of
+    /// failing on the closed connection (as one did when the exit was seen a moment later).
+    private func outputClosed(_ process: ChildProcess) {
+        guard !process.isStopping, takeOut(process) else { return }
+        server.log(.warning, "process closed its output", ["pid": "\(process.pid)"])
+        _ = server.recordFailure("the process closed its output")
+        // One that closed its output but lingers is ended like a stopped one: no child outlives
+        // its slot, and the restart does not run beside it.
+        Task { [server] in
+            let status = await process.stop(grace: server.stopGrace)
+            server.stderr.note("pid \(process.pid) closed its output: \(status)")
+        }
+        scheduleRestartIfWanted()
+    }
+
     private func exited(_ live: Live, _ status: ExitStatus) {
         live.connection.close(reason: server.goneMessage("the server process ended (\(status))"))
         guard !live.process.isStopping else { return }
-        let wasCurrent = state.withLock { s -> Bool in
-            guard case .running(let l) = s.phase, l.process === live.process else { return false }
-            s.phase = .idle
-            return true
-        }
-        guard wasCurrent else { return }
         server.stderr.note("pid \(live.process.pid) exited: \(status)")
+        // Usually its closed output took it out already (and counted the failure).
+        guard takeOut(live.process) else { return }
         server.log(.warning, "process exited", ["pid": "\(live.process.pid)", "status": "\(status)"])
         _ = server.recordFailure("the process exited: \(status)")
         scheduleRestartIfWanted()
+    }
+
+    /// Makes the slot idle if `process` is its running one; true when it was.
+    private func takeOut(_ process: ChildProcess) -> Bool {
+        state.withLock { s -> Bool in
+            guard case .running(let l) = s.phase, l.process === process else { return false }
+            s.phase = .idle
+            return true
+        }
     }
 
     /// After a failure: restart with backoff while someone needs the process, unless in a crash loop.
