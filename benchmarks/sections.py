@@ -553,14 +553,20 @@ def serve(bin_: Path, out: Path, tmp: Path) -> None:
     reg = seeded_registry(bin_, tmp, n)
     env = dict(os.environ, PEER_REGISTRY_TOKEN="bench-token-" + "0" * 40)
     token = env["PEER_REGISTRY_TOKEN"]
-    srv = subprocess.Popen([cli, "serve", "--registry", str(reg), "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its log to a file: a pipe nobody reads would stop the server once full.
+    srv_log = open(tmp / "serve.log", "w+")
+    srv = subprocess.Popen([cli, "serve", "--registry", str(reg), "--port", "0"], env=env, stdout=subprocess.PIPE, stderr=srv_log, text=True)
     seed_port = free_port()
-    seed = subprocess.Popen(["node", str(BENCH / "seed_registry_server.js"), str(reg), str(seed_port)], stdout=subprocess.PIPE, text=True)
+    seed = subprocess.Popen(["node", str(BENCH / "seed_registry_server.js"), str(reg), str(seed_port)], stdout=subprocess.PIPE,
+                            stderr=srv_log, text=True)
     try:
         url = srv.stdout.readline().strip()
         m = re.match(r"http://127\.0\.0\.1:(\d+)/", url)
         if not m:
-            raise RuntimeError(f"serve printed {url!r}: {srv.stderr.read()[-2000:]}")
+            srv.terminate()
+            srv.wait(timeout=10)
+            srv_log.seek(0)
+            raise RuntimeError(f"serve printed {url!r}: {srv_log.read()[-2000:]}")
         serve_port = m.group(1)
         if seed.stdout.readline().strip() != "listening":
             raise RuntimeError("the seed's registry server did not start")
@@ -584,6 +590,7 @@ def serve(bin_: Path, out: Path, tmp: Path) -> None:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        srv_log.close()
     med = {name: medians(v) for name, v in lines.items()}
     base = med["serve GET /servers"][2]
     rows, data = [], {}

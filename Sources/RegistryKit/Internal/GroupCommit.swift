@@ -344,8 +344,12 @@ extension Registry {
             // Claiming is the rename: a requester withdrawing at the same moment unlinks the
             // `.req`, and exactly one of the two succeeds.
             guard (try? Sys.renameAt(dir, key + ".req", key + ".claimed", path: store.pendingPath + "/" + key + ".req")) != nil else { continue }
-            guard let bytes = store.readPending(dir, key + ".claimed") else { continue }
             var absorbed = AbsorbedRequest(key: key, id: "", refusal: nil)
+            guard let bytes = store.readPending(dir, key + ".claimed") else {
+                // Unreadable now (EMFILE, say): back for its owner, rather than left claimed.
+                returnAbsorbed([absorbed])
+                continue
+            }
             do throws(RegistryError) {
                 guard let id = try applyQueued(bytes, to: &txn, judge: judge) else {
                     returnAbsorbed([absorbed])
